@@ -1,0 +1,3 @@
+from nuat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Model checkpoints in safetensors, with metadata that describes the model completely.
+
+Loading never unpickles: safetensors holds only tensors, and the metadata is JSON. A foreign
+``.pt``/``.pth`` state dict is read with ``torch.load(weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from nuat.errors import CheckpointError
+
+FORMAT = "nuat-model/1"
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write a file atomically: ``write(tmp_path)`` into a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(path: str | Path, model: nn.Module, **info: Any) -> None:
+    """Save ``model``'s state dict with metadata: its ``model_spec`` plus ``info`` (data set, eps,
+    threat model, method, epoch, validation score, ...). Every value is stored as JSON text."""
+    spec = getattr(model, "model_spec", None)
+    if spec is None:
+        raise ValueError("model has no model_spec; build it with nuat.models.build_model")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "model_spec": json.dumps(spec)}
+    metadata.update({k: json.dumps(v) for k, v in info.items()})
+    atomic_write_bytes(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of a nuat safetensors checkpoint."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # safetensors raises its own error types on malformed headers
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); "
+                              "give --model to load a plain state dict")
+    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, or of a ``.pt``/``.pth`` file read with ``weights_only=True``.
+
+    Anything that needs unpickling beyond plain tensors is refused and never executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))  # parses a JSON header and raw tensors: nothing to execute
+    except Exception as exc:
+        if path.suffix == ".safetensors":
+            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"refusing {path}: it is not plain tensors (weights_only load failed: {first})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"refusing {path}: expected a dict of tensors (a state dict)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a nuat checkpoint alone (architecture and normalisation from its
+    metadata), load its weights, and return it in eval mode on ``device``."""
+    from nuat.models import build_from_spec
+
+    meta = read_metadata(path)
+    model = build_from_spec(meta["model_spec"])
+    state = load_state_dict_file(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its own model spec: {str(exc).splitlines()[0]}") from None
+    model.checkpoint_metadata = meta
+    return model.to(device).eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,51 @@
+"""The ``nuat`` command line: parse, validate, call the library. Nothing else lives here.
+
+Bad input is reported as one line on stderr with exit code 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nuat.errors import UsageError
+
+SUBCOMMANDS = ("train",)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    import nuat
+
+    parser = OneLineParser(prog="nuat", description="Efficient adversarial training (NuAT) for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"nuat {nuat.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"nuat.cli.{name}_cmd").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as exc:
+        sys.stderr.write(f"nuat {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"nuat {args.command}: interrupted\n")
+        return 130

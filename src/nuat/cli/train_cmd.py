@@ -1,0 +1,101 @@
+"""``nuat train``: train a model with a method on a data set; writes a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from nuat.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a robust model", description=__doc__)
+    p.add_argument("--dataset", default="fashion-mnist", help="data set name (default: fashion-mnist)")
+    p.add_argument("--model", help="architecture (default: the data set's recipe)")
+    p.add_argument("--method", default="nuat", help="training method (default: nuat)")
+    p.add_argument("--eps", help="L-inf radius in [0, 1] pixels, e.g. 8/255 or 0.3 (default: recipe)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate of the cyclic-step schedule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
+    p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
+    p.add_argument("--overwrite", action="store_true", help="allow an --out folder that already holds files")
+    g = p.add_argument_group("method hyperparameters (defaults: the method's published values)")
+    g.add_argument("--lam-max", type=float, help="final weight of the nuclear-norm term")
+    g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
+    g.add_argument("--lr-up", type=float, help="fraction of the run for the LR to rise to its peak")
+    g.add_argument("--lr-down", type=float, help="fraction of the run for the LR to fall back to 0")
+    g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods)")
+    g.add_argument("--alpha", help="Bernoulli start magnitude (default eps/2)")
+    g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
+    g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
+    x = p.add_argument_group("run control")
+    x.add_argument("--val-per-class", type=int, default=100, help="held-out validation images per class")
+    x.add_argument("--train-limit", type=int, help="use only the first N training images (quick runs)")
+    x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
+    x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def resolve_config(args: argparse.Namespace):
+    """Method defaults < data-set recipe < command line -> a validated :class:`TrainConfig`."""
+    from nuat.data import get_dataset_spec
+    from nuat.methods import get_method
+    from nuat.models.registry import check_model_name
+    from nuat.projections import parse_eps
+    from nuat.train.config import TrainConfig
+    from nuat.train.recipes import recipe_for
+
+    spec = get_dataset_spec(args.dataset)
+    entry = get_method(args.method)
+    recipe = recipe_for(spec.name)
+    d = entry.defaults
+    eps = parse_eps(args.eps if args.eps is not None else recipe.get("eps", spec.eps))
+    averages = dict(d.averages)
+    if args.tau is not None:
+        if "ema" not in averages:
+            raise UsageError(f"--tau applies to weight-averaged methods; {args.method!r} has no average")
+        averages["ema"] = args.tau
+    hparams: dict[str, Any] = {}
+    if args.alpha is not None:
+        hparams["alpha"] = parse_eps(args.alpha)
+    if args.switch_threshold is not None:
+        if entry.hparams.get("switch_threshold") is None:
+            raise UsageError(f"--switch-threshold applies to hybrid methods (-h); {args.method!r} is not one")
+        hparams["switch_threshold"] = args.switch_threshold
+    if args.nuclear_group_size is not None:
+        if args.nuclear_group_size <= 0:
+            raise UsageError(f"--nuclear-group-size {args.nuclear_group_size} is invalid; it must be positive")
+        hparams["nuclear_group_size"] = args.nuclear_group_size
+    pick = lambda cli, key, default: cli if cli is not None else recipe.get(key, default)  # noqa: E731
+    out = args.out or f"runs/{spec.name}-{args.method}-seed{args.seed}"
+    cfg = TrainConfig(
+        dataset=spec.name, model=pick(args.model, "model", "resnet18"), method=args.method, eps=eps,
+        epochs=pick(args.epochs, "epochs", 100), batch_size=pick(args.batch_size, "batch_size", 64),
+        lr=pick(args.lr, "lr", 0.1), seed=args.seed, data_dir=args.data_dir, out=out,
+        lam_max=pick(args.lam_max, "lam_max", d.lam_max),
+        ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", d.ramp_fraction),
+        lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
+        averages=averages, method_hparams=hparams, val_per_class=args.val_per_class,
+        train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
+        progress=not args.no_progress,
+    )
+    cfg.validate()
+    check_model_name(cfg.model)
+    out_path = Path(cfg.out)
+    if out_path.exists() and not out_path.is_dir():
+        raise UsageError(f"--out {cfg.out} exists and is not a folder")
+    if out_path.is_dir() and any(out_path.iterdir()) and not args.overwrite:
+        raise UsageError(f"--out {cfg.out} already holds files; choose another folder or pass --overwrite")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from nuat.train.loop import train
+
+    cfg = resolve_config(args)
+    train(cfg)
+    return 0

@@ -1,0 +1,156 @@
+"""In-memory and lazily decoded image data sets with one batch interface.
+
+Every data set yields uint8 images of shape (B, C, H, W) with values 0..255 and
+int64 labels of shape (N,). Conversion to float in [0, 1] happens in the loader.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nuat.errors import DataError
+
+__all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image"]
+
+
+class ImageData(ABC):
+    """A labelled image data set with a fixed image shape (C, H, W).
+
+    Attributes:
+        labels: int64 tensor (N,), class indices in [0, len(classes)).
+        classes: class names, index i is label i.
+    """
+
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (len(classes))."""
+        return len(self.classes)
+
+    @property
+    @abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape (C, H, W) of one image."""
+
+    @abstractmethod
+    def get_batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Images at ``index`` (int64 (B,)) as a uint8 tensor (B, C, H, W) on the CPU
+        (or on the device the images live on, for ArrayImageData)."""
+
+
+def _check_labels(labels: torch.Tensor, n: int, classes: Sequence[str]) -> torch.Tensor:
+    labels = torch.as_tensor(labels).to(torch.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+        raise ValueError(f"labels must lie in [0, {len(classes)}), got {int(labels.min())}..{int(labels.max())}")
+    return labels
+
+
+class ArrayImageData(ImageData):
+    """All images in memory as one uint8 tensor (N, C, H, W).
+
+    Used for MNIST, Fashion-MNIST, CIFAR-10/100 and the decoded cifar10-jpeg.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+        self.classes = list(classes)
+        self.labels = _check_labels(labels, images.shape[0], self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def get_batch(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images[index.to(self.images.device)]
+
+    def __repr__(self) -> str:
+        return f"ArrayImageData(n={len(self)}, image_shape={self.image_shape}, classes={len(self.classes)})"
+
+
+def fit_image(image, size: int, resize_to: int | None = None):
+    """Resize a PIL image's shorter side to ``resize_to`` (default ``size``), then
+    center-crop ``size`` x ``size``. Images already ``size`` x ``size`` are returned as is."""
+    from PIL import Image
+
+    w, h = image.size
+    if (w, h) == (size, size) and resize_to in (None, size):
+        return image
+    short = resize_to or size
+    scale = short / min(w, h)
+    nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+    image = image.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+class FolderImageData(ImageData):
+    """Image files (JPEG/PNG) decoded with PIL on demand, one batch at a time.
+
+    Args:
+        paths: one file per sample.
+        labels: int64 (N,).
+        classes: class names.
+        image_size: output side S in pixels; images become (3, S, S).
+        resize_to: shorter side before the center crop; ``None`` means ``image_size``
+            (train); ImageNet evaluation uses 256 for ``image_size`` 224.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], labels: torch.Tensor, classes: Sequence[str],
+                 image_size: int, resize_to: int | None = None) -> None:
+        self.paths = [str(p) for p in paths]
+        self.classes = list(classes)
+        self.labels = _check_labels(labels, len(self.paths), self.classes)
+        self.image_size = int(image_size)
+        self.resize_to = resize_to
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    def load_image(self, i: int) -> np.ndarray:
+        """Decode sample ``i`` to a uint8 array (S, S, 3)."""
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[i]
+        try:
+            with Image.open(path) as img:
+                img = fit_image(img.convert("RGB"), self.image_size, self.resize_to)
+                return np.asarray(img, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise DataError(f"cannot decode image {path}: {exc}") from None
+
+    def get_batch(self, index: torch.Tensor) -> torch.Tensor:
+        s = self.image_size
+        out = np.empty((len(index), s, s, 3), dtype=np.uint8)
+        for k, i in enumerate(index.tolist()):
+            out[k] = self.load_image(i)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+    def __repr__(self) -> str:
+        return f"FolderImageData(n={len(self)}, image_shape={self.image_shape}, classes={len(self.classes)})"
+
+
+def subset(data: ImageData, index: torch.Tensor | Sequence[int]) -> ImageData:
+    """The samples of ``data`` at ``index`` (int64 (M,)), as the same kind of ImageData."""
+    index = torch.as_tensor(index, dtype=torch.int64)
+    if isinstance(data, ArrayImageData):
+        return ArrayImageData(data.images[index.to(data.images.device)], data.labels[index], data.classes)
+    if isinstance(data, FolderImageData):
+        paths = [data.paths[i] for i in index.tolist()]
+        return FolderImageData(paths, data.labels[index], data.classes, data.image_size, data.resize_to)
+    raise TypeError(f"subset() does not support {type(data).__name__}")

@@ -1,0 +1,46 @@
+"""Accuracy of a model under an attack, batch by batch, with every adversarial batch checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nuat.attacks.common import eval_mode
+from nuat.projections import check_linf
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batch_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None, eps: float) -> torch.Tensor:
+    """Per-example correctness (B,) bool of ``model`` on ``attack(model, x, y)`` (clean if None).
+
+    The model runs in eval mode and float32; the adversarial batch must lie in the eps-ball and
+    [0, 1] (:class:`nuat.projections.ThreatModelViolation` otherwise).
+    """
+    x = x.float()
+    with eval_mode(model):
+        if attack is not None:
+            x_adv = attack(model, x, y)
+            check_linf(x_adv, x, eps)
+        else:
+            x_adv = x
+        with torch.no_grad():
+            return model(x_adv).argmax(1) == y
+
+
+def accuracy(
+    model: nn.Module,
+    batches,
+    attack: Attack | None = None,
+    *,
+    eps: float,
+) -> float:
+    """Fraction of examples in ``batches`` (an iterable of (x, y)) classified correctly under ``attack``."""
+    correct = total = 0
+    for x, y in batches:
+        ok = batch_correct(model, x, y, attack, eps)
+        correct += int(ok.sum())
+        total += y.shape[0]
+    return correct / max(total, 1)

@@ -1,0 +1,112 @@
+"""What a training method is: how it builds the adversarial batch and the loss.
+
+The shared loop (``nuat.train.loop``) owns schedules, optimiser, EMA, checkpoints, validation
+and logging. A method implements ``loss`` (and optionally the epoch hooks); adding a method is
+one file and one registry entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepContext:
+    """What the loop tells a method about the current iteration.
+
+    ``lam`` is the epoch's lambda (a Python float: no host sync); ``batch_index`` counts from 0
+    within the epoch; ``averages`` maps EMA names to their averaged models (eval mode).
+    """
+
+    epoch: int
+    epochs: int
+    batch_index: int
+    iteration: int
+    eps: float
+    lam: float
+    generator: torch.Generator
+    averages: dict[str, nn.Module] = field(default_factory=dict)
+
+
+@dataclass
+class StepOutput:
+    """A method's loss plus per-batch sums (device tensors, read once per epoch by the loop).
+
+    ``sums`` keys used by the loop: ``ce`` (sum of clean CE), ``reg`` (regulariser * M),
+    ``correct_clean``, ``correct_adv`` and ``n``; a method may add more (all summed per epoch).
+    ``x_adv`` is kept for checks (eps-ball tests, health monitoring).
+    """
+
+    loss: torch.Tensor
+    sums: dict[str, torch.Tensor]
+    x_adv: torch.Tensor | None = None
+    #: passes per training example in this step: (forwards, input-only backwards, full backwards)
+    passes: tuple[int, int, int] = (1, 0, 1)
+
+
+@dataclass
+class MethodDefaults:
+    """Published defaults that the loop uses: lambda ramp, LR shape, EMA taus.
+
+    ``averages`` maps an EMA name to its tau; ``"ema"`` is the reported averaged model (-WA),
+    other names are helpers (NuAT2-WA's fast average used for the first attack step).
+    """
+
+    lam_max: float = 0.0
+    ramp_fraction: float = 1.0
+    lr_up: float = 0.4
+    lr_down: float = 0.5
+    averages: dict[str, float] = field(default_factory=dict)
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``defaults`` and implement :meth:`loss`."""
+
+    name: str = ""
+    summary: str = ""
+    defaults: MethodDefaults = MethodDefaults()
+
+    def __init__(self, **hparams: Any) -> None:
+        self.hparams = dict(hparams)
+
+    # hooks -------------------------------------------------------------------------------
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the first batch of every epoch."""
+
+    def end_epoch(self, sums: dict[str, float]) -> dict[str, Any]:
+        """Called with the epoch's summed stats (host floats); returns extra metrics to log."""
+        return {}
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after the optimiser step (e.g. AWP restores the weights here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state for full-state checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # the step ------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+
+def accuracy_sums(logits_clean: torch.Tensor, logits_adv: torch.Tensor | None, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Correct-prediction counts as device tensors (no host sync)."""
+    sums = {
+        "correct_clean": (logits_clean.detach().argmax(1) == y).sum(),
+        "n": torch.tensor(y.shape[0], device=y.device),
+    }
+    if logits_adv is not None:
+        sums["correct_adv"] = (logits_adv.detach().argmax(1) == y).sum()
+    return sums
+
+
+def replace_defaults(defaults: MethodDefaults, **changes: Any) -> MethodDefaults:
+    return dataclasses.replace(defaults, **changes)

@@ -1,0 +1,58 @@
+"""Registry of training methods: name -> how to build it and its published defaults."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nuat.errors import UsageError
+from nuat.methods.base import Method, MethodDefaults
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    build: Callable[..., Method]
+    defaults: MethodDefaults
+    summary: str
+    #: method hyperparameters that may be overridden from the command line, with their defaults
+    hparams: dict[str, Any]
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, *, build: Callable[..., Method], defaults: MethodDefaults, summary: str,
+                    hparams: dict[str, Any] | None = None) -> None:
+    """Add a method. ``build(**hparams)`` must return a fresh :class:`Method`."""
+    if name in METHODS:
+        raise ValueError(f"method {name!r} registered twice")
+    METHODS[name] = MethodEntry(name, build, defaults, summary, dict(hparams or {}))
+
+
+def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
+    """One line: "unknown <kind> 'x'; choose one of: a, b (did you mean 'a'?)"."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(choices))}{hint}"
+
+
+def get_method(name: str) -> MethodEntry:
+    if name not in METHODS:
+        raise UsageError(unknown_name_message("method", name, list(METHODS)))
+    return METHODS[name]
+
+
+def build_method(name: str, **overrides: Any) -> Method:
+    """Build method ``name`` with its registered hyperparameters, overridden by ``overrides``."""
+    entry = get_method(name)
+    unknown = sorted(set(overrides) - set(entry.hparams))
+    if unknown:
+        raise UsageError(f"method {name!r} has no hyperparameter {unknown[0]!r}; it takes: "
+                         f"{', '.join(sorted(entry.hparams)) or 'none'}")
+    method = entry.build(**{**entry.hparams, **overrides})
+    method.name = name
+    method.defaults = entry.defaults
+    return method

@@ -1,0 +1,73 @@
+"""The fully resolved configuration of a training run (written to ``config.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from nuat.errors import UsageError
+from nuat.projections import parse_eps
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. Units: eps and alpha in pixels of [0, 1] images; fractions of
+    the run for the LR shape and the lambda ramp; ``lr`` is the peak learning rate."""
+
+    dataset: str
+    model: str
+    method: str
+    eps: float
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    data_dir: str | None = None
+    out: str = "runs/run"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lam_max: float = 0.0
+    ramp_fraction: float = 1.0
+    lr_up: float = 0.4
+    lr_down: float = 0.5
+    averages: dict[str, float] = field(default_factory=dict)
+    method_hparams: dict[str, Any] = field(default_factory=dict)
+    val_per_class: int = 100
+    val_steps: int = 7
+    train_limit: int | None = None
+    final_eval: int = 1000
+    device: str = "auto"
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`UsageError` (one line) on any out-of-range value."""
+        self.eps = parse_eps(self.eps)
+        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size, "val_steps": self.val_steps}
+        for name, value in positive_ints.items():
+            if not isinstance(value, int) or value <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is invalid; it must be a positive integer")
+        if self.val_per_class < 0:
+            raise UsageError(f"--val-per-class {self.val_per_class} is invalid; it must be >= 0")
+        if not (self.lr > 0):
+            raise UsageError(f"--lr {self.lr!r} is invalid; it must be positive")
+        if self.lam_max < 0:
+            raise UsageError(f"--lam-max {self.lam_max!r} is invalid; it must be >= 0")
+        for name in ("ramp_fraction", "lr_up", "lr_down"):
+            value = getattr(self, name)
+            if not (0.0 <= value <= 1.0):
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is invalid; it must lie in [0, 1]")
+        if self.lr_up <= 0 or self.lr_up + self.lr_down > 1.0 + 1e-9:
+            raise UsageError(f"--lr-up {self.lr_up} and --lr-down {self.lr_down} are invalid; "
+                             "need lr-up > 0 and lr-up + lr-down <= 1")
+        for name, tau in self.averages.items():
+            if not (0.0 <= tau < 1.0):
+                raise UsageError(f"tau of average {name!r} is {tau!r}; it must lie in [0, 1)")
+        if self.train_limit is not None and self.train_limit <= 0:
+            raise UsageError(f"--train-limit {self.train_limit} is invalid; it must be positive")
+        if self.final_eval < 0:
+            raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,41 @@
+"""The short test-set evaluation printed at the end of ``nuat train``: clean and PGD-100 accuracy of
+the best checkpoint(s), reloaded from disk with :func:`nuat.load_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nuat.attacks.pgd import pgd
+from nuat.checkpoints import load_model
+from nuat.data import BatchLoader, load_dataset, subset
+from nuat.eval.accuracy import accuracy
+from nuat.train.config import TrainConfig
+
+PGD_STEPS = 100
+
+
+def final_evaluation(out: Path, cfg: TrainConfig, *, device: torch.device, log: Callable[[str], Any]) -> dict[str, Any]:
+    """Clean and PGD-100 (uniform random start, step eps/10) accuracy on the first ``cfg.final_eval``
+    test images, for ``best.safetensors`` and, where present, ``best-ema.safetensors``."""
+    test = load_dataset(cfg.dataset, "test", cfg.data_dir)
+    n = min(cfg.final_eval, len(test))
+    test = subset(test, torch.arange(n))
+    results: dict[str, Any] = {"n": n, "attack": f"PGD-{PGD_STEPS}, step eps/10, random start"}
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    attack = lambda m, x, y: pgd(m, x, y, eps=cfg.eps, steps=PGD_STEPS, step_size=cfg.eps / 10, generator=gen)  # noqa: E731
+    for name in ("best", "best-ema"):
+        path = out / f"{name}.safetensors"
+        if not path.exists():
+            continue
+        model = load_model(path, device=device)
+        batches = lambda: BatchLoader(test, 500, shuffle=False, generator=torch.Generator(), augment="none", device=device)  # noqa: E731
+        clean = accuracy(model, batches(), eps=cfg.eps)
+        robust = accuracy(model, batches(), attack, eps=cfg.eps)
+        results[name] = {"epoch": model.checkpoint_metadata["epoch"], "clean_acc": clean, "pgd100_acc": robust}
+        log(f"test ({n} images) {name} (epoch {results[name]['epoch']}): clean {100 * clean:.2f}%  "
+            f"PGD-{PGD_STEPS} {100 * robust:.2f}%")
+    return results

@@ -1,0 +1,58 @@
+"""Schedules as plain functions of training progress.
+
+Every schedule is stated as a fraction of the run, so a run of any length keeps the
+published shape (the published 100-epoch lambda ramp over E - 10 epochs becomes a ramp
+over 90% of the run, and does not break a 5-epoch run).
+"""
+
+from __future__ import annotations
+
+
+def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float) -> float:
+    """NuAT's lambda for a whole epoch (reference details: linear growth from 0).
+
+    Published NuAT (E = 100): +lam_max/(E - 10) after each epoch for the first E - 10 epochs,
+    i.e. ``ramp_fraction = 0.9``; NuAT-WA: +lam_max/E every epoch, ``ramp_fraction = 1.0``.
+    ``epoch`` counts from 0; epoch 0 trains with lambda = 0.
+
+    >>> lambda_ramp(45, 100, lam_max=4.5, ramp_fraction=0.9)
+    2.25
+    """
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    ramp_epochs = ramp_fraction * epochs
+    if ramp_epochs <= 0:
+        return float(lam_max)
+    return float(lam_max) * min(epoch / ramp_epochs, 1.0)
+
+
+def cyclic_step_lr(
+    progress: float,
+    *,
+    lr_max: float,
+    up_fraction: float,
+    down_fraction: float,
+    decay: float = 10.0,
+) -> float:
+    """The paper's "cyclic-step" learning rate at ``progress`` in [0, 1] of the run (per iteration).
+
+    A triangle from 0 up to ``lr_max`` over the first ``up_fraction`` of the run and back down to
+    0 over the next ``down_fraction``; the rest of the run (if any) is a step schedule: ``lr_max /
+    decay`` for its first half, ``lr_max / decay**2`` for its second half. Published values as
+    fractions: NuAT ResNet-18 (E=100) up 0.4, down 0.5; NuAT-WA up 0.25, down 0.75;
+    NuAT2 WRN-34-10 (E=55) up 20/55, down 15/55.
+
+    The published text does not say where the step tail starts; this reading (tail at
+    lr_max/decay, one more decay halfway) is ours and documented in docs/methods.md.
+    """
+    t = min(max(progress, 0.0), 1.0)
+    up_end = up_fraction
+    down_end = up_fraction + down_fraction
+    if t < up_end:
+        return lr_max * t / up_end
+    if t < down_end:
+        return lr_max * (1.0 - (t - up_end) / down_fraction)
+    tail = 1.0 - down_end
+    if tail <= 1e-12:
+        return 0.0
+    return lr_max / decay if (t - down_end) < tail / 2 else lr_max / decay**2

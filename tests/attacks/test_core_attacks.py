@@ -1,0 +1,99 @@
+"""Bounds and closed-form checks for the attacks the foundation needs (FGSM, I-FGSM, PGD, NuAT)."""
+
+import pytest
+import torch
+from torch import nn
+
+from nuat.attacks import fgsm, ifgsm, nuclear, pgd, pgd_trace
+from nuat.projections import check_linf
+
+
+def tiny_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, 10)).eval()
+
+
+def batch(seed=0, n=16):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    x[:4] = 0.0  # pixels at the box edges
+    x[4:8] = 1.0
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+ATTACKS = {
+    "fgsm": lambda m, x, y, e: fgsm(m, x, y, eps=e),
+    "ifgsm": lambda m, x, y, e: ifgsm(m, x, y, eps=e, steps=5),
+    "pgd": lambda m, x, y, e: pgd(m, x, y, eps=e, steps=5, restarts=2),
+    "pgd-margin": lambda m, x, y, e: pgd(m, x, y, eps=e, steps=5, loss="margin"),
+    "nuclear": lambda m, x, y, e: nuclear(m, x, y, eps=e, lam=4.0),
+    "nuclear-2step": lambda m, x, y, e: nuclear(m, x, y, eps=e, lam=4.0, steps=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("eps", [8 / 255, 0.3])
+def test_attack_stays_in_ball_and_box(name, eps):
+    model = tiny_cnn()
+    x, y = batch()
+    x_adv = ATTACKS[name](model, x, y, eps)
+    check_linf(x_adv, x, eps)
+    assert x_adv.dtype == x.dtype and x_adv.shape == x.shape
+
+
+class Linear(nn.Module):
+    """f(x) = W x + b on flattened inputs: the worst case in an L-inf ball is known in closed form."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + self.b
+
+
+def test_fgsm_and_pgd_match_closed_form_on_binary_linear_model():
+    # two classes: margin z_1 - z_0 = (w1 - w0).x + (b1 - b0) is maximised at x + eps*sign(w1 - w0)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 16, generator=g, dtype=torch.float64)
+    model = Linear(w, torch.zeros(2, dtype=torch.float64))
+    x = 0.25 + 0.5 * torch.rand(8, 1, 4, 4, generator=g, dtype=torch.float64)  # far from the box edges
+    y = torch.zeros(8, dtype=torch.long)
+    eps = 0.1
+    best = x + eps * torch.sign(w[1] - w[0]).view(1, 1, 4, 4)
+    assert torch.allclose(fgsm(model, x, y, eps=eps), best)
+    # PGD's last iterate for the examples it cannot flip is the corner of the box
+    x_adv, robust = pgd_trace(model, x, y, eps=eps, steps=10, step_size=0.03, readout=(10,))
+    margin_best = (best.flatten(1) @ (w[1] - w[0]))
+    flips = margin_best > 0
+    assert torch.equal(~robust[10], flips)
+
+
+def test_pgd_readout_is_monotone():
+    model = tiny_cnn()
+    x, y = batch(n=64)
+    _, robust = pgd_trace(model, x, y, eps=0.3, steps=20, step_size=0.05, readout=(0, 5, 10, 20))
+    counts = [int(robust[n].sum()) for n in (0, 5, 10, 20)]
+    assert counts == sorted(counts, reverse=True)
+    assert torch.equal(robust[0], model(x).argmax(1) == y)
+
+
+def test_nuclear_attack_restores_mode_and_runs_in_eval():
+    model = tiny_cnn().train()
+    x, y = batch()
+    seen = []
+    model[1].register_forward_pre_hook(lambda mod, inp: seen.append(mod.training))
+    nuclear(model, x, y, eps=0.1, lam=4.0, reference_logits=torch.zeros(16, 10))
+    assert seen and not any(seen)
+    assert model.training
+
+
+def test_nuclear_attack_is_one_eps_step_from_bernoulli_start():
+    model = tiny_cnn()
+    x = torch.full((8, 1, 8, 8), 0.5)
+    y = torch.zeros(8, dtype=torch.long)
+    x_adv = nuclear(model, x, y, eps=0.2, lam=0.0, generator=torch.Generator().manual_seed(0))
+    # start at +-0.1, one step of 0.2 and projection to [-0.2, 0.2]: every pixel ends at +-0.1 or +-0.2
+    d = (x_adv - x).abs()
+    assert set(torch.round(d.flatten() * 1000).unique().tolist()) <= {100.0, 200.0}

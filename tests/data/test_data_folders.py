@@ -1,0 +1,123 @@
+"""ImageFolder trees, the cifar10-jpeg tarball and decode cache, ImageNet and ImageNet-100 layouts."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import nuat.data.folder as folder_mod
+from nuat.data import ArrayImageData, FolderImageData, load_dataset, subset
+from nuat.errors import DataError
+
+CLASSES = ["cat", "ant", "bee"]  # deliberately unsorted: labels follow sorted names
+
+
+def test_imagefolder_png_lazy(tmp_path, fakes):
+    fakes.write_image_folder(tmp_path / "imagefolder" / "train", CLASSES, 3, fmt="PNG")
+    fakes.write_image_folder(tmp_path / "imagefolder" / "val", CLASSES, 2, fmt="PNG")
+    d = load_dataset("imagefolder", "train", tmp_path)
+    assert isinstance(d, FolderImageData) and d.classes == ["ant", "bee", "cat"]
+    assert len(d) == 9 and d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert d.image_shape == (3, 32, 32)
+    x = d.get_batch(torch.tensor([0, 8, 4]))
+    assert x.shape == (3, 3, 32, 32) and x.dtype == torch.uint8
+    # "ant" was written as label 1 of CLASSES, image k=0: red = 30, green = 10
+    assert x[0, :, 5, 5].tolist() == [30, 10, 128]
+    assert x[1, :, 0, 0].tolist() == [10, 90, 128]  # cat (written label 0), k=2
+    test = load_dataset("imagefolder", "test", tmp_path)  # test falls back to val/
+    assert len(test) == 6
+    part = subset(d, torch.tensor([8, 0]))
+    assert isinstance(part, FolderImageData) and part.labels.tolist() == [2, 0]
+    assert torch.equal(part.get_batch(torch.tensor([0])), d.get_batch(torch.tensor([8])))
+
+
+def test_imagefolder_jpeg_resized(tmp_path, fakes):
+    fakes.write_image_folder(tmp_path / "imagefolder" / "train", ["a", "b"], 2, size=(40, 30), fmt="JPEG")
+    fakes.write_image_folder(tmp_path / "imagefolder" / "test", ["a", "b"], 1, size=(40, 30), fmt="JPEG")
+    d = load_dataset("imagefolder", "train", tmp_path, image_size=16)
+    x = d.get_batch(torch.arange(4))
+    assert x.shape == (4, 3, 16, 16)
+    assert (x[3].float() - torch.tensor([30.0, 50.0, 128.0])[:, None, None]).abs().max() <= 4
+    native = load_dataset("imagefolder", "train", tmp_path)  # shorter side of the first image
+    assert native.image_shape == (3, 30, 30)
+
+
+def test_imagefolder_errors(tmp_path, fakes):
+    (tmp_path / "imagefolder" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "imagefolder" / "test" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="no .jpg/.jpeg/.png images"):
+        load_dataset("imagefolder", "train", tmp_path)
+    (tmp_path / "imagefolder" / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "imagefolder" / "train" / "a" / "ok.png").write_bytes(fakes.image_bytes(fakes.make_image(0, 0), "PNG"))
+    d = load_dataset("imagefolder", "train", tmp_path, image_size=32)
+    with pytest.raises(DataError, match="broken.jpg"):
+        d.get_batch(torch.tensor([0]))
+
+
+def test_cifar10_jpeg_tar_sorted_and_cached(tmp_path, fakes, monkeypatch):
+    tar = tmp_path / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    fakes.write_jpeg_tar(tar, CLASSES, {"train": 3, "test": 2})
+    d = load_dataset("cifar10-jpeg", "train", tmp_path)
+    assert isinstance(d, ArrayImageData) and d.images.shape == (9, 3, 32, 32) and d.images.dtype == torch.uint8
+    assert d.classes == ["ant", "bee", "cat"] and d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # sorted by (class, file name): the green channel encodes the file number k
+    assert (d.images[:, 1, 16, 16].float() - torch.tensor([10, 50, 90] * 3)).abs().max() <= 3
+    assert len(load_dataset("cifar10-jpeg", "test", tmp_path)) == 6
+    caches = sorted(p.name for p in (tmp_path / "decoded").iterdir())
+    assert len(caches) == 2 and all(n.startswith("cifar10-jpeg-") and n.endswith(".npz") for n in caches)
+    with np.load(tmp_path / "decoded" / caches[1], allow_pickle=False) as z:  # readable without pickle
+        assert z["images"].shape == (9, 3, 32, 32)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(folder_mod, "decode_images", no_decoding)
+    again = load_dataset("cifar10-jpeg", "train", tmp_path)
+    assert torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
+    os.utime(tar, ns=(1, 1))  # a changed source invalidates the cache
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset("cifar10-jpeg", "train", tmp_path)
+
+
+def test_cifar10_jpeg_unpacked_and_prefixed_tar(tmp_path, fakes):
+    fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "train", CLASSES, 2, fmt="JPEG")
+    fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "test", CLASSES, 1, fmt="JPEG")
+    unpacked = load_dataset("cifar10-jpeg", "train", tmp_path / "a")
+    fakes.write_jpeg_tar(tmp_path / "b" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz", CLASSES,
+                         {"train": 2, "test": 1}, prefix="./cifar10-jpeg/")
+    packed = load_dataset("cifar10-jpeg", "train", tmp_path / "b")
+    assert torch.equal(unpacked.labels, packed.labels)
+    assert (unpacked.images.float() - packed.images.float()).abs().max() <= 3
+
+
+def test_imagenet_layout(tmp_path, fakes):
+    fakes.write_image_folder(tmp_path / "imagenet" / "train", ["n01", "n02"], 2, size=(48, 40), fmt="JPEG")
+    fakes.write_image_folder(tmp_path / "imagenet" / "val", ["n01", "n02"], 1, size=(48, 40), fmt="JPEG")
+    train = load_dataset("imagenet", "train", tmp_path)
+    assert train.image_shape == (3, 224, 224) and len(train) == 4
+    test = load_dataset("imagenet", "test", tmp_path, image_size=28)  # "test" reads val/
+    assert isinstance(test, FolderImageData) and len(test) == 2 and test.resize_to == 32
+    assert test.get_batch(torch.tensor([1])).shape == (1, 3, 28, 28)
+
+
+def test_imagenet100_class_list(tmp_path, fakes):
+    wnids = ["n0", "n1", "n2", "n3"]
+    fakes.write_image_folder(tmp_path / "imagenet" / "train", wnids, 2)
+    fakes.write_image_folder(tmp_path / "imagenet" / "val", wnids, 1)
+    with pytest.raises(DataError, match="imagenet-100"):
+        load_dataset("imagenet-100", "train", tmp_path)
+    listing = tmp_path / "my-classes.txt"
+    listing.write_text("# two classes\nn3\n\nn1\n")
+    d = load_dataset("imagenet-100", "train", tmp_path, class_list=listing, image_size=32)
+    assert d.classes == ["n3", "n1"] and len(d) == 4 and d.labels.tolist() == [0, 0, 1, 1]
+    assert d.get_batch(torch.tensor([0]))[0, :, 3, 3].tolist() == [70, 10, 128]  # written as label 3
+    (tmp_path / "imagenet-100").mkdir()
+    (tmp_path / "imagenet-100" / "classes.txt").write_text("n2\nn0\nn1\n")
+    d = load_dataset("imagenet-100", "test", tmp_path, image_size=32)
+    assert d.classes == ["n2", "n0", "n1"] and len(d) == 3
+    (tmp_path / "imagenet-100" / "classes.txt").write_text("n2\nn9\n")
+    with pytest.raises(DataError, match="n9"):
+        load_dataset("imagenet-100", "train", tmp_path)

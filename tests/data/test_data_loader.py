@@ -1,0 +1,116 @@
+"""BatchLoader: coverage, order from the generator, resumption, file-based prefetching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nuat.data import ArrayImageData, BatchLoader, load_dataset, subset
+from nuat.errors import DataError
+
+
+def _indexed_data(n: int = 300) -> ArrayImageData:
+    """Images whose pixels (0,0,0) and (0,0,1) encode the sample index."""
+    images = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
+    idx = torch.arange(n)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = (idx % 256).to(torch.uint8), (idx // 256).to(torch.uint8)
+    images[:, 0, 2:, 2:] = 255
+    return ArrayImageData(images, idx % 7, [str(i) for i in range(7)])
+
+
+def _decode(x: torch.Tensor) -> torch.Tensor:
+    q = (x * 255).round().long()
+    return q[:, 0, 0, 0] + 256 * q[:, 0, 0, 1]
+
+
+def _epoch(loader) -> torch.Tensor:
+    return torch.cat([_decode(x) for x, _ in loader])
+
+
+def test_every_index_once_per_epoch_and_types():
+    data = _indexed_data()
+    loader = BatchLoader(data, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert len(loader) == 5
+    seen = []
+    for x, y in loader:
+        assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.device.type == "cpu"
+        assert 0 <= x.min() and x.max() == 1.0
+        assert torch.equal(y, _decode(x) % 7)
+        seen.append(_decode(x))
+    assert [len(s) for s in seen] == [64, 64, 64, 64, 44]
+    assert torch.equal(torch.cat(seen).sort().values, torch.arange(300))
+    second = _epoch(loader)
+    assert torch.equal(second.sort().values, torch.arange(300)) and not torch.equal(second, torch.cat(seen))
+
+
+def test_order_depends_only_on_generator_seed():
+    data = _indexed_data()
+    a = _epoch(BatchLoader(data, 50, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    b = _epoch(BatchLoader(data, 50, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    c = _epoch(BatchLoader(data, 50, shuffle=True, generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, torch.randperm(300, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(_epoch(BatchLoader(data, 50)), torch.arange(300))
+
+
+def test_drop_last_and_indices():
+    data = _indexed_data()
+    loader = BatchLoader(data, 64, shuffle=True, drop_last=True)
+    assert len(loader) == 4 and len(_epoch(loader)) == 256
+    idx = torch.arange(0, 300, 3)
+    sub = BatchLoader(data, 32, shuffle=True, indices=idx)
+    assert len(sub) == 4 and torch.equal(_epoch(sub).sort().values, idx)
+    part = subset(data, idx)
+    assert torch.equal(_epoch(BatchLoader(part, 32)), idx)
+
+
+def test_resume_mid_epoch_reproduces_batches():
+    data = _indexed_data()
+    full = BatchLoader(data, 40, shuffle=True, augment="crop-flip", generator=torch.Generator().manual_seed(9))
+    reference = [x for x, _ in full]
+    first = BatchLoader(data, 40, shuffle=True, augment="crop-flip", generator=torch.Generator().manual_seed(9))
+    it = iter(first)
+    for _ in range(3):
+        next(it)
+    state = first.state_dict()
+    assert state["next_batch"] == 3 and state["perm"].shape == (300,)
+    it.close()
+    resumed = BatchLoader(data, 40, shuffle=True, augment="crop-flip", generator=torch.Generator().manual_seed(123))
+    resumed.load_state_dict(state)
+    rest = [x for x, _ in resumed]
+    assert len(rest) == len(reference) - 3
+    assert all(torch.equal(a, b) for a, b in zip(rest, reference[3:]))
+    assert resumed.state_dict()["perm"] is None  # epoch finished
+    with pytest.raises(ValueError, match="permutation"):
+        resumed.load_state_dict({"perm": torch.zeros(300, dtype=torch.int64), "next_batch": 0})
+
+
+def test_augmentation_is_applied_and_seeded():
+    data = _indexed_data(64)
+    plain = next(iter(BatchLoader(data, 64)))[0]
+    aug1 = next(iter(BatchLoader(data, 64, augment="crop-flip", generator=torch.Generator().manual_seed(1))))[0]
+    aug2 = next(iter(BatchLoader(data, 64, augment="crop-flip", generator=torch.Generator().manual_seed(1))))[0]
+    assert torch.equal(aug1, aug2) and not torch.equal(aug1, plain)
+    assert (aug1.sum(dim=(1, 2, 3)) <= plain.sum(dim=(1, 2, 3)) + 1e-4).all()  # zero padding only removes mass
+
+
+def test_folder_data_prefetch(tmp_path, fakes):
+    classes = ["a", "b", "c"]
+    fakes.write_image_folder(tmp_path / "imagefolder" / "train", classes, 5)
+    fakes.write_image_folder(tmp_path / "imagefolder" / "test", classes, 1)
+    data = load_dataset("imagefolder", "train", tmp_path)
+    loader = BatchLoader(data, 4, shuffle=True, generator=torch.Generator().manual_seed(0), augment="crop-flip")
+    assert len(loader) == 4
+    order = torch.randperm(15, generator=torch.Generator().manual_seed(0))
+    ys = []
+    for x, y in loader:
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+        ys.append(y)
+    assert torch.equal(torch.cat(ys), data.labels[order])
+    it = iter(loader)  # stopping early ends the prefetch thread
+    next(it)
+    it.close()
+    (tmp_path / "imagefolder" / "train" / "b" / "0002.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match="0002.png"):
+        for _ in BatchLoader(data, 4):
+            pass

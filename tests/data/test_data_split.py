@@ -1,0 +1,24 @@
+"""validation_split on small synthetic label vectors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nuat.data import validation_split
+from nuat.errors import UsageError
+
+
+def test_first_of_each_class_in_data_order():
+    labels = torch.tensor([1, 0, 1, 0, 0, 1, 2, 2, 2, 1])
+    train, val = validation_split(labels, per_class=2)
+    assert val.tolist() == [0, 1, 2, 3, 6, 7]
+    assert train.tolist() == [4, 5, 8, 9]
+    assert train.dtype == val.dtype == torch.int64
+    train0, val0 = validation_split(labels, per_class=0)
+    assert train0.tolist() == list(range(10)) and val0.numel() == 0
+
+
+def test_too_small_class_is_an_error():
+    with pytest.raises(UsageError, match="class 2 has only 3 samples"):
+        validation_split(torch.tensor([0, 1, 2, 2, 2, 0, 1, 0, 1, 1, 0]), per_class=3)

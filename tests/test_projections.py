@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from nuat.errors import UsageError
+from nuat.projections import ThreatModelViolation, bernoulli_start, check_linf, parse_eps, project_linf
+
+
+@pytest.mark.parametrize("text,value", [("8/255", 8 / 255), ("0.3", 0.3), (0.1, 0.1), ("1", 1.0), (" 4/255 ", 4 / 255)])
+def test_parse_eps_accepts(text, value):
+    assert parse_eps(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["0", "-0.1", "1.5", "abc", "8/0", "nan", "300/255"])
+def test_parse_eps_rejects_with_one_line(text):
+    with pytest.raises(UsageError) as err:
+        parse_eps(text)
+    assert "\n" not in str(err.value) and repr(text) in str(err.value)
+
+
+def test_project_linf_and_check():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 5, 5, generator=g)
+    far = x + 3 * torch.randn(4, 1, 5, 5, generator=g)
+    p = project_linf(far, x, 0.1)
+    check_linf(p, x, 0.1)
+    assert (p - x).abs().max() <= 0.1 + 1e-7 and p.min() >= 0 and p.max() <= 1
+    with pytest.raises(ThreatModelViolation):
+        check_linf(far, x, 0.1)
+    with pytest.raises(ThreatModelViolation):
+        check_linf(torch.clamp(x + 0.05, max=1.2) * 0 + 1.01, torch.ones_like(x), 0.1)
+
+
+def test_bernoulli_start_magnitude_and_box():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    s = bernoulli_start(x, 0.1, torch.Generator().manual_seed(0))
+    assert torch.allclose((s - x).abs(), torch.full_like(x, 0.1))
+    frac_up = ((s - x) > 0).float().mean().item()
+    assert 0.35 < frac_up < 0.65
+    edge = bernoulli_start(torch.zeros(2, 1, 4, 4), 0.2, torch.Generator().manual_seed(0))
+    assert edge.min() >= 0

@@ -1,0 +1,28 @@
+import torch
+from torch import nn
+
+from nuat.train.ema import ModelEMA
+
+
+def test_ema_matches_hand_computation_including_batchnorm_buffers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = ModelEMA(model, tau=0.9)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = {k: v.clone().double() for k, v in init.items()}
+    for step in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5 * (step + 1))
+        model.train()
+        model(torch.randn(8, 3))  # moves the BatchNorm running statistics
+        ema.update(model)
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                expected[k] = 0.1 * v.double() + 0.9 * expected[k]
+            else:
+                expected[k] = v.clone()
+    for k, v in ema.model.state_dict().items():
+        assert torch.allclose(v.double(), expected[k].double(), atol=1e-6), k
+    assert not ema.model.training
+    assert ema.state_dict()["1.num_batches_tracked"].item() == 3

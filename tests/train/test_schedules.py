@@ -1,0 +1,52 @@
+import pytest
+
+from nuat.methods import METHODS
+from nuat.train.schedules import cyclic_step_lr, lambda_ramp
+
+
+def test_lambda_ramp_published_nuat_values():
+    # NuAT, E = 100, lam_max 4.5: +4.5/90 per epoch for the first 90 epochs
+    ramp = lambda e: lambda_ramp(e, 100, lam_max=4.5, ramp_fraction=0.9)  # noqa: E731
+    assert ramp(0) == 0.0
+    assert ramp(1) == pytest.approx(4.5 / 90)
+    assert ramp(45) == pytest.approx(2.25)
+    assert ramp(90) == pytest.approx(4.5)
+    assert ramp(99) == pytest.approx(4.5)
+
+
+def test_lambda_ramp_published_nuat_wa_values():
+    ramp = lambda e: lambda_ramp(e, 100, lam_max=4.0, ramp_fraction=1.0)  # noqa: E731
+    assert ramp(25) == pytest.approx(1.0)
+    assert ramp(99) == pytest.approx(3.96)
+
+
+def test_lambda_ramp_keeps_shape_for_short_runs():
+    values = [lambda_ramp(e, 5, lam_max=4.5, ramp_fraction=0.9) for e in range(5)]
+    assert values == sorted(values) and values[0] == 0.0
+    assert all(0 <= v <= 4.5 for v in values) and values[-1] > 3.5
+
+
+def test_cyclic_step_lr_published_nuat_resnet18():
+    # E = 100: up over 40 epochs to 0.1, down to 0 by epoch 90, step tail after
+    lr = lambda epoch: cyclic_step_lr(epoch / 100, lr_max=0.1, up_fraction=0.4, down_fraction=0.5)  # noqa: E731
+    assert lr(0) == 0.0
+    assert lr(20) == pytest.approx(0.05)
+    assert lr(40) == pytest.approx(0.1)
+    assert lr(65) == pytest.approx(0.05)
+    assert lr(89.999) == pytest.approx(0.0, abs=1e-5)
+    assert lr(92) == pytest.approx(0.01)
+    assert lr(97) == pytest.approx(0.001)
+
+
+def test_cyclic_lr_nuat_wa_has_no_tail():
+    lr = lambda epoch: cyclic_step_lr(epoch / 100, lr_max=0.1, up_fraction=0.25, down_fraction=0.75)  # noqa: E731
+    assert lr(25) == pytest.approx(0.1)
+    assert lr(62.5) == pytest.approx(0.05)
+    assert lr(100) == 0.0
+
+
+def test_method_defaults_are_the_published_ones():
+    assert METHODS["nuat"].defaults.lam_max == 4.5 and METHODS["nuat"].defaults.ramp_fraction == 0.9
+    assert METHODS["nuat-wa"].defaults.lam_max == 4.0 and METHODS["nuat-wa"].defaults.averages == {"ema": 0.9998}
+    assert METHODS["nuat2-wa"].defaults.averages == {"ema": 0.9998, "fast": 0.99}
+    assert METHODS["nuat2"].defaults.lr_up == pytest.approx(20 / 55)
