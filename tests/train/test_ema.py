@@ -26,3 +26,13 @@ def test_ema_matches_hand_computation_including_batchnorm_buffers():
         assert torch.allclose(v.double(), expected[k].double(), atol=1e-6), k
     assert not ema.model.training
     assert ema.state_dict()["1.num_batches_tracked"].item() == 3
+
+
+def test_tau_for_run_keeps_the_published_horizon_fraction():
+    from nuat.train.ema import PUBLISHED_STEPS, tau_for_run
+
+    assert tau_for_run(0.9998, PUBLISHED_STEPS) == 0.9998
+    short = tau_for_run(0.9998, 3688)
+    # horizon 1/(1 - tau) as a fraction of the run is (about) the same
+    assert (1 / (1 - short)) / 3688 == __import__("pytest").approx((1 / (1 - 0.9998)) / PUBLISHED_STEPS, rel=0.02)
+    assert 0.99 < short < 0.9998

@@ -27,7 +27,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
     g.add_argument("--lr-up", type=float, help="fraction of the run for the LR to rise to its peak")
     g.add_argument("--lr-down", type=float, help="fraction of the run for the LR to fall back to 0")
-    g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods)")
+    g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods), used as given; "
+                   "default: the published tau rescaled to this run's length")
     g.add_argument("--alpha", help="Bernoulli start magnitude (default eps/2)")
     g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
     g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
@@ -59,6 +60,9 @@ def resolve_config(args: argparse.Namespace):
         if "ema" not in averages:
             raise UsageError(f"--tau applies to weight-averaged methods; {args.method!r} has no average")
         averages["ema"] = args.tau
+        scale_averages = False
+    else:
+        scale_averages = True
     hparams: dict[str, Any] = {}
     if args.alpha is not None:
         hparams["alpha"] = parse_eps(args.alpha)
@@ -79,7 +83,7 @@ def resolve_config(args: argparse.Namespace):
         lam_max=pick(args.lam_max, "lam_max", d.lam_max),
         ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", d.ramp_fraction),
         lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
-        averages=averages, method_hparams=hparams, val_per_class=args.val_per_class,
+        averages=averages, scale_averages=scale_averages, method_hparams=hparams, val_per_class=args.val_per_class,
         train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress,
     )

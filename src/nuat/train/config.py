@@ -32,6 +32,9 @@ class TrainConfig:
     lr_up: float = 0.4
     lr_down: float = 0.5
     averages: dict[str, float] = field(default_factory=dict)
+    #: True: ``averages`` hold the published taus, rescaled to this run's length (see
+    #: ``nuat.train.ema.tau_for_run``); False: used as given (``--tau``).
+    scale_averages: bool = True
     method_hparams: dict[str, Any] = field(default_factory=dict)
     val_per_class: int = 100
     val_steps: int = 7

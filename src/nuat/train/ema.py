@@ -8,6 +8,24 @@ import torch
 from torch import nn
 
 
+#: optimiser steps of the published NuAT-WA run the taus were tuned for: CIFAR-10, 49,000 training
+#: images, batch 64 (766 iterations per epoch), 100 epochs.
+PUBLISHED_STEPS = 76_600
+
+
+def tau_for_run(published_tau: float, total_steps: int, *, published_steps: int = PUBLISHED_STEPS) -> float:
+    """The tau whose averaging horizon is the same fraction of this run as ``published_tau``'s was of
+    the published run: ``published_tau ** (published_steps / total_steps)``.
+
+    The horizon 1/(1 - tau) of tau = 0.9998 is 5,000 steps, 6.5% of the published run; a 3,700-step
+    run with the same tau would still weigh its random initialisation by ~0.5 at the end. Equal to
+    ``published_tau`` for a run of the published length.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    return float(published_tau ** (published_steps / total_steps))
+
+
 class ModelEMA:
     """``avg = (1 - tau) * current + tau * avg`` after every optimiser step (reference details).
 

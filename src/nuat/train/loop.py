@@ -21,7 +21,7 @@ from nuat.eval.accuracy import batch_correct
 from nuat.methods import build_method
 from nuat.models import build_model
 from nuat.train.config import TrainConfig
-from nuat.train.ema import ModelEMA
+from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
 from nuat.train.schedules import cyclic_step_lr, lambda_ramp
 
@@ -71,10 +71,13 @@ def build_run(cfg: TrainConfig) -> Run:
     loader = BatchLoader(train_data, cfg.batch_size, shuffle=True, generator=data_gen, augment=spec.augment,
                          device=device, drop_last=False)
     attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    averages = {name: ModelEMA(model, tau) for name, tau in cfg.averages.items()}
+    total_steps = len(loader) * cfg.epochs
+    taus = {name: tau_for_run(tau, total_steps) if cfg.scale_averages else tau for name, tau in cfg.averages.items()}
+    averages = {name: ModelEMA(model, tau) for name, tau in taus.items()}
     info = {
         "dataset": cfg.dataset, "eps": cfg.eps, "threat_model": "linf", "method": cfg.method,
         "train_size": len(train_data), "val_size": len(val_data), "val_per_class": cfg.val_per_class,
+        "iterations": total_steps, "averages_effective": taus,
         **provenance(),
     }
     return Run(cfg, device, model, method, optimizer, loader, val_data, averages, attack_gen, Path(cfg.out), info)

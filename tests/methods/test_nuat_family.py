@@ -1,0 +1,115 @@
+"""Behaviour of the NuAT family's training step (alternation, Eq. 2, NuAT2-WA, hybrid switch)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import nuat.methods.nuat as nuat_module
+from nuat.methods import build_method
+from nuat.methods.base import StepContext
+from nuat.projections import check_linf
+
+
+def model_and_batch(seed=0, m=32):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 10))
+    g = torch.Generator().manual_seed(seed)
+    return model.train(), torch.rand(m, 1, 8, 8, generator=g), torch.randint(0, 10, (m,), generator=g)
+
+
+def ctx(batch_index=0, epoch=1, lam=2.0, averages=None, seed=0):
+    return StepContext(epoch=epoch, epochs=4, batch_index=batch_index, iteration=batch_index, eps=0.1, lam=lam,
+                       generator=torch.Generator().manual_seed(seed), averages=averages or {})
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    calls = []
+    real = nuat_module.nuclear
+
+    def spy(model, x, y, **kw):
+        calls.append(kw)
+        return real(model, x, y, **kw)
+
+    monkeypatch.setattr(nuat_module, "nuclear", spy)
+    return calls
+
+
+def test_attack_nuclear_term_alternates_but_training_loss_keeps_it(recorded):
+    model, x, y = model_and_batch()
+    method = build_method("nuat")
+    for i in range(4):
+        out = method.loss(model, x, y, ctx(batch_index=i, lam=2.0))
+        assert out.sums["reg"] > 0
+    assert [c["lam"] for c in recorded] == [2.0, 0.0, 2.0, 0.0]
+    assert all(c["steps"] == 1 for c in recorded)
+
+
+def test_reference_logits_are_train_mode_clean_logits(recorded):
+    model, x, y = model_and_batch()
+    build_method("nuat").loss(model, x, y, ctx())
+    with torch.no_grad():
+        expected = model.train()(x)  # BatchNorm batch statistics: train mode
+    # the running stats moved but batch-statistics logits do not depend on them
+    assert torch.allclose(recorded[0]["reference_logits"], expected, atol=1e-5)
+
+
+def test_training_loss_is_equation_2():
+    model, x, y = model_and_batch()
+    method = build_method("nuat")
+    out = method.loss(model, x, y, ctx(lam=3.0))
+    with torch.no_grad():
+        logits = model(x)
+        logits_adv = model(out.x_adv)
+    nuc = np.linalg.svd((logits_adv - logits).double().numpy(), compute_uv=False).sum() / x.shape[0]
+    expected = F.cross_entropy(logits, y).item() + 3.0 * nuc
+    assert out.loss.item() == pytest.approx(expected, rel=1e-4)
+    check_linf(out.x_adv, x, 0.1)
+    assert out.passes == (3, 1, 2)
+
+
+def test_gradients_flow_through_clean_and_adversarial_passes():
+    model, x, y = model_and_batch()
+    out = build_method("nuat").loss(model, x, y, ctx(lam=1.0))
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_nuat2_takes_two_steps_and_nuat2_wa_first_step_on_fast_average(recorded):
+    model, x, y = model_and_batch()
+    build_method("nuat2").loss(model, x, y, ctx())
+    assert recorded[-1]["steps"] == 2 and recorded[-1]["first_step_model"] is None
+    fast = nn.Sequential(*[m for m in model_and_batch(seed=1)[0]]).eval()
+    method = build_method("nuat2-wa")
+    method.loss(model, x, y, ctx(epoch=0, averages={"fast": fast}))
+    assert recorded[-1]["first_step_model"] is None  # first epoch: the current model takes both steps
+    method.loss(model, x, y, ctx(epoch=1, averages={"fast": fast}))
+    assert recorded[-1]["first_step_model"] is fast
+    with torch.no_grad():
+        assert torch.allclose(recorded[-1]["first_step_reference"], fast(x))
+
+
+def test_hybrid_switches_on_clean_loss_drop_and_counts_effective_epochs(recorded):
+    model, x, y = model_and_batch()
+    method = build_method("nuat-h", switch_threshold=0.5)
+    method.start_epoch(0)
+    method.loss(model, x, y, ctx(batch_index=0, epoch=0))
+    method.loss(model, x, y, ctx(batch_index=1, epoch=0))
+    first = method.end_epoch({})
+    assert first["two_step_batches"] == 0 and [c["steps"] for c in recorded] == [1, 1]
+    # pretend the previous epoch's mean clean loss was far higher: every batch now "drops"
+    method.previous_mean_clean_loss = 1e6
+    method.start_epoch(1)
+    method.loss(model, x, y, ctx(batch_index=0))
+    method.previous_mean_clean_loss = 1e-9  # no drop: single step again
+    method.loss(model, x, y, ctx(batch_index=1))
+    second = method.end_epoch({})
+    assert [c["steps"] for c in recorded[2:]] == [2, 1]
+    assert second["switch_batches"] == [0] and second["two_step_batches"] == 1
+    assert second["effective_two_step_epochs"] == pytest.approx(0.5)
+    restored = build_method("nuat-h")
+    restored.load_state_dict(method.state_dict())
+    assert restored.state_dict() == method.state_dict()
