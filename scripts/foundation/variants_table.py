@@ -1,0 +1,49 @@
+"""Side-by-side table of NuAT variant runs (Markdown on stdout) from their run directories.
+
+Every number is read from files that `nuat train` wrote (summary.json, config.json,
+metrics.jsonl) and from process_time.json written by train_fashion_variants.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def row(run: Path) -> tuple[str, dict]:
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    timing = run / "process_time.json"
+    process = json.loads(timing.read_text())["process_seconds"] if timing.exists() else float("nan")
+    test = summary["test"]
+    cells = []
+    for name in ("best", "best-ema"):
+        if name in test:
+            r = test[name]
+            cells.append(f"{name}: epoch {r['epoch']}, clean {100 * r['clean_acc']:.1f}%, PGD-100 {100 * r['pgd100_acc']:.1f}%")
+    effective = metrics[-1].get("effective_two_step_epochs")
+    line = (f"| {config['method']} | {' ; '.join(cells)} | {summary['train_seconds']:.0f} | {process:.0f} | "
+            f"{'-' if effective is None else f'{effective:.2f}'} |")
+    return line, config
+
+
+def main(runs: list[str]) -> None:
+    lines, configs = zip(*(row(Path(r)) for r in runs))
+    c = configs[0]
+    print(f"# NuAT variants on Fashion-MNIST (eps {c['eps']:.3g}, {c['model']}, {c['epochs']} epochs, batch "
+          f"{c['batch_size']}, seed {c['seed']})\n")
+    print("Test numbers: first 1,000 test images, best checkpoint by validation I-FGSM-7, reloaded with "
+          "`nuat.load_model`; PGD-100 with uniform random start, step eps/10.\n")
+    print("| method | best checkpoint(s) | train seconds | whole process seconds | effective two-step epochs |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(lines))
+    commits = sorted({cfg["commit"] for cfg in configs})
+    machines = sorted({cfg["machine"] for cfg in configs})
+    print(f"\nMachine: {'; '.join(machines)}. Commit: {', '.join(commits)}.")
+    print("Command: `scripts/foundation/train_fashion_variants.sh ../shared/data nuat nuat-wa nuat2 nuat-h`.")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
