@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -35,6 +36,7 @@ def pgd_trace(
     loss: str = "ce",
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    readout_seconds: dict[int, float] | None = None,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One PGD run that also reads out robustness after given step counts.
 
@@ -46,11 +48,17 @@ def pgd_trace(
         inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
         eps: L-infinity radius; steps: total steps; step_size: per-step size (pixels).
         readout: step counts <= steps at which to record per-example robustness.
+        loss: "ce" (cross-entropy) or "margin" (``max_{j != y} z_j - z_y``, Carlini & Wagner).
+        random_start: start from uniform noise in the eps-ball (Madry et al.) instead of ``inputs``.
+        generator: source of the random start (default: the global generator).
+        readout_seconds: if a dict is given, it is filled with the wall-clock seconds from the
+            call's start to each readout step (what a run of that many steps costs).
     Returns:
         (x_adv, robust): x_adv (B, C, H, W) is a fooling iterate where one was found, else the
         last iterate; robust maps each readout step n to a (B,) bool tensor, True where the
         model was still correct at every iterate 0..n.
     """
+    start = time.perf_counter()
     objective = _objective(loss, labels)
     x_adv = random_uniform_start(inputs, eps, generator) if random_start else inputs.detach().clone()
     wanted = {int(n) for n in readout if 0 <= int(n) <= steps}
@@ -70,6 +78,8 @@ def pgd_trace(
         robust &= ~fooled
         if step in wanted:
             out[step] = robust.clone()
+            if readout_seconds is not None:
+                readout_seconds[step] = time.perf_counter() - start
         if grad is None:
             break
         x_adv = project_linf(sign_step(x_adv, grad, step_size), inputs, eps)

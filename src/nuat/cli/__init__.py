@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from nuat.errors import UsageError
 
-SUBCOMMANDS = ("train",)
+SUBCOMMANDS = ("train", "eval", "sanity")
 
 
 class OneLineParser(argparse.ArgumentParser):

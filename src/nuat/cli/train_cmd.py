@@ -23,13 +23,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
     p.add_argument("--overwrite", action="store_true", help="allow an --out folder that already holds files")
     g = p.add_argument_group("method hyperparameters (defaults: the method's published values)")
-    g.add_argument("--lam-max", type=float, help="final weight of the nuclear-norm term")
+    g.add_argument("--lam-max", type=float, help="final weight of the regulariser (NuAT nuclear norm, GAT softmax L2)")
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
     g.add_argument("--lr-up", type=float, help="fraction of the run for the LR to rise to its peak")
     g.add_argument("--lr-down", type=float, help="fraction of the run for the LR to fall back to 0")
     g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods), used as given; "
                    "default: the published tau rescaled to this run's length")
-    g.add_argument("--alpha", help="Bernoulli start magnitude (default eps/2)")
+    g.add_argument("--alpha", help="random start magnitude: NuAT/GAT Bernoulli noise, R-FGSM random step "
+                   "(default eps/2)")
+    g.add_argument("--wa", action="store_true", help="also keep a weight average (EMA) as the reported model; "
+                   "same as appending -wa to the method name")
+    g.add_argument("--attack-steps", type=int, help="attack steps (PGD-AT, TRADES, AWP: default 10; NuAT: 1 or 2)")
+    g.add_argument("--step-size", help="attack step in pixels, e.g. 2/255 (default: the method's, relative to eps)")
+    g.add_argument("--beta", type=float, help="TRADES weight of the KL term (default 6)")
+    g.add_argument("--awp-gamma", type=float, help="AWP relative size of the weight perturbation (default 5e-3)")
+    g.add_argument("--awp-warmup", type=float, help="AWP: fraction of the epochs before AWP starts "
+                   "(default 0; trades-awp 0.05)")
+    g.add_argument("--clean-weight", type=float, help="FGSM-AT weight of the clean cross-entropy (default 0.5)")
     g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
     g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
     x = p.add_argument_group("run control")
@@ -38,6 +48,11 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    x.add_argument("--resume", metavar="RUN_DIR|auto",
+                   help="continue an interrupted run from its newest good state (auto: the --out folder, if it "
+                        "holds an unfinished run; otherwise start fresh)")
+    x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (0: epoch ends)")
+    x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn or rollback")
     p.set_defaults(run=run)
 
 
@@ -45,6 +60,7 @@ def resolve_config(args: argparse.Namespace):
     """Method defaults < data-set recipe < command line -> a validated :class:`TrainConfig`."""
     from nuat.data import get_dataset_spec
     from nuat.methods import get_method
+    from nuat.methods.registry import WA_SUFFIX
     from nuat.models.registry import check_model_name
     from nuat.projections import parse_eps
     from nuat.train.config import TrainConfig
@@ -52,6 +68,9 @@ def resolve_config(args: argparse.Namespace):
 
     spec = get_dataset_spec(args.dataset)
     entry = get_method(args.method)
+    if args.wa and "ema" not in entry.defaults.averages:
+        args.method += WA_SUFFIX  # --method pgd-at --wa is --method pgd-at-wa
+        entry = get_method(args.method)
     recipe = recipe_for(spec.name)
     d = entry.defaults
     eps = parse_eps(args.eps if args.eps is not None else recipe.get("eps", spec.eps))
@@ -64,8 +83,21 @@ def resolve_config(args: argparse.Namespace):
     else:
         scale_averages = True
     hparams: dict[str, Any] = {}
-    if args.alpha is not None:
-        hparams["alpha"] = parse_eps(args.alpha)
+    pixels = lambda text: None if text is None else parse_eps(text)  # noqa: E731
+    for flag, key, value in (("--alpha", "alpha", pixels(args.alpha)),
+                             ("--step-size", "step_size", pixels(args.step_size)),
+                             ("--attack-steps", "steps", args.attack_steps), ("--beta", "beta", args.beta),
+                             ("--awp-gamma", "gamma", args.awp_gamma),
+                             ("--awp-warmup", "warmup_fraction", args.awp_warmup),
+                             ("--clean-weight", "clean_weight", args.clean_weight)):
+        if value is not None:
+            if key not in entry.hparams:
+                raise UsageError(f"{flag} does not apply to method {args.method!r}")
+            hparams[key] = value
+    for flag, value in (("--lam-max", args.lam_max), ("--ramp-fraction", args.ramp_fraction)):
+        if value is not None and d.lam_max == 0:
+            raise UsageError(f"{flag} applies to methods with a regulariser weight (nuat*, gat); "
+                             f"{args.method!r} has none")
     if args.switch_threshold is not None:
         if entry.hparams.get("switch_threshold") is None:
             raise UsageError(f"--switch-threshold applies to hybrid methods (-h); {args.method!r} is not one")
@@ -85,9 +117,13 @@ def resolve_config(args: argparse.Namespace):
         lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
         averages=averages, scale_averages=scale_averages, method_hparams=hparams, val_per_class=args.val_per_class,
         train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
     )
     cfg.validate()
+    try:  # the method's own checks on its hyperparameters (attack steps, beta, ...)
+        entry.build(**{**entry.hparams, **hparams})
+    except ValueError as exc:
+        raise UsageError(f"method {args.method!r}: {exc}") from None
     check_model_name(cfg.model)
     out_path = Path(cfg.out)
     if out_path.exists() and not out_path.is_dir():
@@ -97,9 +133,46 @@ def resolve_config(args: argparse.Namespace):
     return cfg
 
 
-def run(args: argparse.Namespace) -> int:
-    from nuat.train.loop import train
+def unfinished(folder: Path) -> bool:
+    """A run directory whose training state exists but whose summary was never written."""
+    return (folder / "config.json").is_file() and (folder / "state").is_dir() and not (folder / "summary.json").exists()
 
-    cfg = resolve_config(args)
-    train(cfg)
+
+def resumed_config(folder: Path, args: argparse.Namespace):
+    """The saved, fully resolved configuration of the run in ``folder`` (progress/device from the CLI)."""
+    import dataclasses
+    import json
+
+    from nuat.train.config import TrainConfig
+
+    if not unfinished(folder):
+        raise UsageError(f"--resume {folder}: no unfinished run there (needs config.json and state/, no summary.json)")
+    saved = json.loads((folder / "config.json").read_text())
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
+    cfg.out, cfg.progress, cfg.device = str(folder), not args.no_progress, args.device
+    return cfg.validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from nuat.train.loop import TrainingDiverged, TrainingInterrupted, train
+
+    if args.resume and args.resume != "auto":
+        cfg, resume_run = resumed_config(Path(args.resume), args), True
+    elif args.resume == "auto" and args.out and unfinished(Path(args.out)):
+        cfg, resume_run = resumed_config(Path(args.out), args), True
+    else:
+        cfg, resume_run = resolve_config(args), False
+    try:
+        train(cfg, resume_run=resume_run)
+    except TrainingInterrupted as stop:
+        sys.stderr.write(f"nuat train: stopped by signal {stop.signum}; state saved in {cfg.out}/state; "
+                         f"resume with: nuat train --resume {cfg.out}\n")
+        return 128 + stop.signum
+    except TrainingDiverged as exc:
+        sys.stderr.write(f"nuat train: error: training diverged ({exc}); the last good checkpoints and state "
+                         f"in {cfg.out} are kept\n")
+        return 3
     return 0

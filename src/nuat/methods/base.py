@@ -82,6 +82,17 @@ class Method:
         """Called with the epoch's summed stats (host floats); returns extra metrics to log."""
         return {}
 
+    #: what the method does differently for an epoch redone after catastrophic overfitting
+    #: (``nuat train --on-collapse rollback``); empty: no remedy.
+    remedy: str = ""
+
+    @property
+    def has_remedy(self) -> bool:
+        return bool(self.remedy)
+
+    def set_remedy(self, on: bool) -> None:
+        """Switch the remedy on for a redone epoch, and off afterwards."""
+
     def after_step(self, model: nn.Module) -> None:
         """Called after the optimiser step (e.g. AWP restores the weights here)."""
 

@@ -67,6 +67,12 @@ class NuAT(Method):
         self._epoch_switches: list[int] = []
         self._epoch_loss_sum = 0.0
         self._epoch_batches = 0
+        self._remedy = False
+
+    remedy = "two-step attack (NuAT2) for the redone epoch"
+
+    def set_remedy(self, on: bool) -> None:
+        self._remedy = on
 
     def start_epoch(self, epoch: int) -> None:
         self._epoch_switches = []
@@ -74,6 +80,8 @@ class NuAT(Method):
         self._epoch_batches = 0
 
     def _use_two_steps(self, ce: torch.Tensor, batch_index: int) -> bool:
+        if self._remedy:
+            return True
         if self.switch_threshold is None:
             return self.steps == 2
         # The hybrid trigger needs the loss value on the host: one sync per iteration, only for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ class MethodEntry:
 
 METHODS: dict[str, MethodEntry] = {}
 
+#: ``<name>-wa`` is ``<name>`` with an exponential weight average as its reported model (paper
+#: Sec. 5.4: tau 0.9998, updated after every optimiser step), e.g. pgd-at-wa, trades-wa, gat-wa.
+WA_SUFFIX = "-wa"
+WA_TAU = 0.9998
+
 
 def register_method(name: str, *, build: Callable[..., Method], defaults: MethodDefaults, summary: str,
                     hparams: dict[str, Any] | None = None) -> None:
@@ -39,10 +45,24 @@ def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
     return f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(choices))}{hint}"
 
 
+def with_weight_average(entry: MethodEntry, name: str | None = None, tau: float = WA_TAU) -> MethodEntry:
+    """``entry`` plus an ``"ema"`` weight average (kept at its own tau if it already has one)."""
+    averages = {**entry.defaults.averages, "ema": entry.defaults.averages.get("ema", tau)}
+    return MethodEntry(name or entry.name + WA_SUFFIX, entry.build,
+                       dataclasses.replace(entry.defaults, averages=averages),
+                       f"{entry.summary}; with weight averaging (tau {averages['ema']})", entry.hparams)
+
+
 def get_method(name: str) -> MethodEntry:
-    if name not in METHODS:
-        raise UsageError(unknown_name_message("method", name, list(METHODS)))
-    return METHODS[name]
+    """The registered method ``name``; an unregistered ``<base>-wa`` resolves to ``<base>`` with a
+    weight average (registered names win: ``nuat-wa`` keeps its own published defaults)."""
+    if name in METHODS:
+        return METHODS[name]
+    base = name[: -len(WA_SUFFIX)] if name.endswith(WA_SUFFIX) else None
+    if base in METHODS:
+        return with_weight_average(METHODS[base], name)
+    raise UsageError(unknown_name_message("method", name, list(METHODS)) + f"; any of them + {WA_SUFFIX!r} "
+                     "adds weight averaging")
 
 
 def build_method(name: str, **overrides: Any) -> Method:

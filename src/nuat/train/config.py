@@ -42,6 +42,10 @@ class TrainConfig:
     final_eval: int = 1000
     device: str = "auto"
     progress: bool = True
+    #: also save the full training state every N optimiser steps (0: only at epoch ends)
+    save_every: int = 0
+    #: what to do on catastrophic overfitting: "warn" or "rollback" (redo the epoch with the remedy)
+    on_collapse: str = "warn"
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`UsageError` (one line) on any out-of-range value."""
@@ -68,6 +72,10 @@ class TrainConfig:
                 raise UsageError(f"tau of average {name!r} is {tau!r}; it must lie in [0, 1)")
         if self.train_limit is not None and self.train_limit <= 0:
             raise UsageError(f"--train-limit {self.train_limit} is invalid; it must be positive")
+        if not isinstance(self.save_every, int) or self.save_every < 0:
+            raise UsageError(f"--save-every {self.save_every!r} is invalid; it must be an integer >= 0")
+        if self.on_collapse not in ("warn", "rollback"):
+            raise UsageError(f"--on-collapse {self.on_collapse!r} is invalid; choose one of: warn, rollback")
         if self.final_eval < 0:
             raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
         return self

@@ -5,6 +5,8 @@ checkpoints and logging."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,10 @@ from nuat.data import BatchLoader, get_dataset_spec, load_dataset, subset, valid
 from nuat.eval.accuracy import batch_correct
 from nuat.methods import build_method
 from nuat.models import build_model
+from nuat.methods.base import StepContext
+from nuat.train import health, resume
 from nuat.train.config import TrainConfig
+from nuat.train.progress import EpochProgress
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
 from nuat.train.schedules import cyclic_step_lr, lambda_ramp
@@ -51,6 +56,15 @@ class Run:
     info: dict[str, Any]
     best: dict[str, float] = field(default_factory=dict)
     iteration: int = 0
+    metrics_lines: int = 0
+    train_seconds: float = 0.0
+    stop_signal: int = 0
+    rollbacks: set[int] = field(default_factory=set)
+    remedy_active: bool = False
+    health: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, line: str) -> None:
+        (tqdm.write if self.cfg.progress else print)(line)
 
 
 def build_run(cfg: TrainConfig) -> Run:
@@ -96,59 +110,99 @@ def validate(model: nn.Module, data: Any, *, eps: float, steps: int, device: tor
     return clean / len(data), robust / len(data)
 
 
-def train_epoch(run: Run, epoch: int, lam: float) -> dict[str, Any]:
-    """One pass over the training data. Stats accumulate on the device and are read once."""
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; the state was saved and the run can be resumed."""
+
+    def __init__(self, signum: int, state: Path) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum, self.state = signum, state
+
+
+class TrainingDiverged(Exception):
+    """The training loss became NaN or Inf; nothing after the last good state was saved."""
+
+
+def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y: torch.Tensor,
+          progress: EpochProgress) -> None:
+    """One optimiser step of the method; stats stay on the device."""
+    cfg = run.cfg
+    total_iters = len(run.train_loader) * cfg.epochs
+    lr = cyclic_step_lr(run.iteration / total_iters, lr_max=cfg.lr, up_fraction=cfg.lr_up, down_fraction=cfg.lr_down)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    ctx = StepContext(epoch=epoch, epochs=cfg.epochs, batch_index=batch_index, iteration=run.iteration,
+                      eps=cfg.eps, lam=lam, generator=run.attack_generator,
+                      averages={name: ema.model for name, ema in run.averages.items()})
+    out = run.method.loss(run.model, x, y, ctx)
+    run.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    run.optimizer.step()
+    run.method.after_step(run.model)
+    for ema in run.averages.values():
+        ema.update(run.model)
+    progress.add(out.sums, out.passes, y.shape[0])
+    run.iteration += 1
+
+
+def _checkpoint_mid_epoch(run: Run, epoch: int, progress: EpochProgress) -> None:
+    """Save the full state every ``save_every`` steps and on SIGINT/SIGTERM (after checking the loss)."""
+    stop = run.stop_signal
+    due = run.cfg.save_every and run.iteration % run.cfg.save_every == 0
+    if not (stop or due):
+        return
+    if not progress.loss_is_finite():
+        raise TrainingDiverged(f"non-finite training loss in epoch {epoch + 1}")
+    path = resume.save(run, epoch, progress)
+    if stop:
+        raise TrainingInterrupted(stop, path)
+
+
+def train_epoch(run: Run, epoch: int, lam: float, progress: EpochProgress) -> dict[str, Any]:
+    """Train one epoch (or its rest, after a resume) and summarise it. Stats are read once."""
     cfg, model, method = run.cfg, run.model, run.method
     model.train()
-    method.start_epoch(epoch)
-    sums: dict[str, torch.Tensor] = {}
-    passes = [0, 0, 0]
+    if progress.batch == 0:
+        method.start_epoch(epoch)
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
     n_batches = len(run.train_loader)
-    total_iters = n_batches * cfg.epochs
-    avg_models = {name: ema.model for name, ema in run.averages.items()}
-    start = time.perf_counter()
-    bar = tqdm(run.train_loader, total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+    bar = tqdm(total=n_batches, initial=progress.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not cfg.progress, unit="batch")
-    for batch_index, (x, y) in enumerate(bar):
-        lr = cyclic_step_lr(run.iteration / total_iters, lr_max=cfg.lr, up_fraction=cfg.lr_up,
-                            down_fraction=cfg.lr_down)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        from nuat.methods.base import StepContext
-
-        ctx = StepContext(epoch=epoch, epochs=cfg.epochs, batch_index=batch_index, iteration=run.iteration,
-                          eps=cfg.eps, lam=lam, generator=run.attack_generator, averages=avg_models)
-        out = method.loss(model, x, y, ctx)
-        run.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        run.optimizer.step()
-        method.after_step(model)
-        for ema in run.averages.values():
-            ema.update(model)
-        for key, value in out.sums.items():
-            sums[key] = sums[key] + value if key in sums else value.clone()
-        m = y.shape[0]
-        passes = [p + m * q for p, q in zip(passes, out.passes)]
-        run.iteration += 1
+    start = time.perf_counter()
+    try:
+        for batch_index, (x, y) in enumerate(run.train_loader, progress.batch):
+            _step(run, epoch, lam, batch_index, x, y, progress)
+            bar.update(1)
+            if run.cfg.save_every or run.stop_signal:
+                progress.seconds += time.perf_counter() - start
+                start = time.perf_counter()
+                _checkpoint_mid_epoch(run, epoch, progress)
+    finally:
+        bar.close()
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
-    seconds = time.perf_counter() - start
-    host = {k: float(v) for k, v in sums.items()}  # the epoch's one host read of the stats
+    progress.seconds += time.perf_counter() - start
+    if not progress.loss_is_finite():
+        raise TrainingDiverged(f"non-finite training loss in epoch {epoch + 1}")
+    host = {k: float(v) for k, v in progress.sums.items()}  # the epoch's one host read of the stats
     n = max(host.get("n", 0.0), 1.0)
+    seconds = progress.seconds
     stats: dict[str, Any] = {
         "loss": host.get("loss", float("nan")) / n,
         "ce_clean": host.get("ce", float("nan")) / n,
         "regulariser": host.get("reg", float("nan")) / n,
         "train_clean_acc": host.get("correct_clean", float("nan")) / n,
         "train_adv_acc": host.get("correct_adv", float("nan")) / n,
-        "lr": lr,
+        "lr": run.optimizer.param_groups[0]["lr"],
         "lambda": lam,
         "seconds": seconds,
         "images_per_s": n / seconds if seconds > 0 else float("nan"),
-        "forward_per_example": passes[0] / n,
-        "input_backward_per_example": passes[1] / n,
-        "full_backward_per_example": passes[2] / n,
+        "forward_per_example": progress.passes[0] / n,
+        "input_backward_per_example": progress.passes[1] / n,
+        "full_backward_per_example": progress.passes[2] / n,
     }
+    if run.device.type == "cuda":
+        stats["peak_memory_bytes"] = torch.cuda.max_memory_allocated(run.device)
     stats.update(method.end_epoch(host))
     return stats
 
@@ -157,58 +211,154 @@ def _checkpoint_info(run: Run, epoch: int, scores: dict[str, float]) -> dict[str
     return {**run.info, "epoch": epoch + 1, "val_ifgsm7_acc": scores["robust"], "val_clean_acc": scores["clean"]}
 
 
+def _reported_models(run: Run) -> dict[str, nn.Module]:
+    """The model and, for -WA methods, its reported average (suffix ``-ema``)."""
+    return {"": run.model, **{f"-{k}": e.model for k, e in run.averages.items() if k == "ema"}}
+
+
 def save_epoch(run: Run, epoch: int, scores: dict[str, dict[str, float]]) -> list[str]:
-    """Write ``last`` (and ``last-<average>``) every epoch; ``best*`` when the validation I-FGSM
-    accuracy improves (the best epoch is chosen on the validation split, as published)."""
+    """Write ``last`` (and ``last-ema``) every epoch; ``best*`` when the validation I-FGSM accuracy
+    improves (the best epoch is chosen on the validation split, as published)."""
     saved = []
-    models = {"": run.model, **{f"-{name}": ema.model for name, ema in run.averages.items() if name == "ema"}}
-    for suffix, model in models.items():
+    for suffix, model in _reported_models(run).items():
         info = _checkpoint_info(run, epoch, scores[suffix])
         save_model(run.out / f"last{suffix}.safetensors", model, **info)
         robust = scores[suffix]["robust"]
-        if robust > run.best.get(suffix, -1.0) or (robust != robust and suffix not in run.best):
+        if suffix not in run.best or robust > run.best[suffix]:
             run.best[suffix] = robust
             save_model(run.out / f"best{suffix}.safetensors", model, **info)
             saved.append(f"best{suffix}")
     return saved
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run a whole training; returns the run summary (also written to ``summary.json``)."""
-    cfg.validate()
-    run = build_run(cfg)  # raises on bad data/model/method names before anything is written
+def _append_metrics(run: Run, record: dict[str, Any]) -> None:
+    with open(run.out / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    run.metrics_lines += 1
+
+
+def _truncate_metrics(run: Run) -> None:
+    """Drop metric lines of epochs that the restored state has not finished (written before a kill)."""
+    path = run.out / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    path.write_text("".join(lines[: run.metrics_lines]))
+
+
+def _install_signal_handlers(run: Run) -> dict[int, Any]:
+    def handler(signum: int, frame: Any) -> None:
+        run.stop_signal = signum
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    return previous
+
+
+def _start(run: Run, resume_run: bool) -> tuple[int, EpochProgress]:
+    """Fresh run: create the run directory. Resume: restore the newest good state."""
+    cfg = run.cfg
+    if resume_run:
+        found = resume.restore_latest(run)
+        if found is not None:
+            path, epoch, progress = found
+            _truncate_metrics(run)
+            run.log(f"resuming {run.out} from {path.name}: epoch {epoch + 1}, batch {progress.batch}")
+            return epoch, progress
+        run.log(f"no usable training state in {run.out / 'state'}; starting from the beginning")
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / "config.json").write_text(json.dumps({**cfg.to_dict(), **run.info}, indent=2) + "\n")
-    metrics_path = run.out / "metrics.jsonl"
-    metrics_path.write_text("")
-    log = tqdm.write if cfg.progress else print
-    log(f"nuat: {cfg.method} on {cfg.dataset} ({run.info['train_size']} train / {run.info['val_size']} validation), "
-        f"{cfg.model}, eps {cfg.eps:.4g}, {cfg.epochs} epochs, batch {cfg.batch_size}, device {run.device}")
-    total_seconds = 0.0
-    for epoch in range(cfg.epochs):
-        lam = lambda_ramp(epoch, cfg.epochs, lam_max=cfg.lam_max, ramp_fraction=cfg.ramp_fraction)
-        stats = train_epoch(run, epoch, lam)
-        total_seconds += stats["seconds"]
-        scores = {}
-        for suffix, model in {"": run.model, **{f"-{k}": e.model for k, e in run.averages.items() if k == "ema"}}.items():
-            clean, robust = validate(model, run.val_data, eps=cfg.eps, steps=cfg.val_steps, device=run.device)
-            scores[suffix] = {"clean": clean, "robust": robust}
-        stats["val_clean_acc"], stats["val_ifgsm7_acc"] = scores[""]["clean"], scores[""]["robust"]
-        if "-ema" in scores:
-            stats["val_clean_acc_ema"], stats["val_ifgsm7_acc_ema"] = scores["-ema"]["clean"], scores["-ema"]["robust"]
-        stats["saved"] = save_epoch(run, epoch, scores)
-        record = {"epoch": epoch + 1, **stats}
-        with open(metrics_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        log(format_epoch(record))
-    summary = {"out": str(run.out), "train_seconds": total_seconds, "best_val_ifgsm7_acc": run.best.get(""),
+    (run.out / "metrics.jsonl").write_text("")
+    return 0, EpochProgress()
+
+
+def _validate_all(run: Run) -> dict[str, dict[str, float]]:
+    scores = {}
+    for suffix, model in _reported_models(run).items():
+        clean, robust = validate(model, run.val_data, eps=run.cfg.eps, steps=run.cfg.val_steps, device=run.device)
+        scores[suffix] = {"clean": clean, "robust": robust}
+    return scores
+
+
+def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
+    """Run (or resume) a whole training; returns the run summary (also written to ``summary.json``).
+
+    Raises :class:`TrainingInterrupted` after saving the state on SIGINT/SIGTERM and
+    :class:`TrainingDiverged` on a non-finite loss (the last good state and checkpoints stay).
+    """
+    wall_start = time.perf_counter()
+    cfg.validate()
+    run = build_run(cfg)  # raises on bad data/model/method names before anything is written
+    start_epoch, progress = _start(run, resume_run)
+    run.log(f"nuat: {cfg.method} on {cfg.dataset} ({run.info['train_size']} train / {run.info['val_size']} "
+            f"validation), {cfg.model}, eps {cfg.eps:.4g}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+            f"device {run.device}")
+    previous = _install_signal_handlers(run)
+    try:
+        epoch = start_epoch
+        while epoch < cfg.epochs:
+            lam = lambda_ramp(epoch, cfg.epochs, lam_max=cfg.lam_max, ramp_fraction=cfg.ramp_fraction)
+            stats = train_epoch(run, epoch, lam, progress)
+            scores = _validate_all(run)
+            stats["val_clean_acc"], stats["val_ifgsm7_acc"] = scores[""]["clean"], scores[""]["robust"]
+            if "-ema" in scores:
+                stats["val_clean_acc_ema"], stats["val_ifgsm7_acc_ema"] = scores["-ema"]["clean"], scores["-ema"]["robust"]
+            if health.after_epoch(run, epoch, stats):  # rolled back: redo this epoch with the remedy
+                progress = health.rollback(run)
+                continue
+            run.train_seconds += stats["seconds"]
+            stats["saved"] = save_epoch(run, epoch, scores)
+            record = {"epoch": epoch + 1, **stats}
+            _append_metrics(run, record)
+            run.log(format_epoch(record))
+            epoch += 1
+            progress = EpochProgress()
+            resume.save(run, epoch, progress)
+            if not stats.get("collapse"):
+                resume.save(run, epoch, progress, name="healthy")
+            if run.stop_signal:
+                raise TrainingInterrupted(run.stop_signal, run.out / "state")
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    summary = {"out": str(run.out), "train_seconds": run.train_seconds,
+               "cost": run_cost(run.out / "metrics.jsonl", time.perf_counter() - wall_start),
+               "best_val_ifgsm7_acc": run.best.get(""),
                "best_val_ifgsm7_acc_ema": run.best.get("-ema"), **run.info}
     if cfg.final_eval:
         from nuat.train.final_eval import final_evaluation
 
-        summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=log)
+        summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=run.log)
     (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def run_cost(metrics: Path, wall_seconds: float) -> dict[str, Any]:
+    """The run's compute, summed over the epochs in ``metrics.jsonl`` (so a resumed run counts its
+    earlier epochs): passes per training example over the whole run, training seconds, images/s,
+    the peak GPU memory of any epoch (CUDA only) and the wall seconds of this invocation (training,
+    validation and checkpoints; not the final test evaluation)."""
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    total = lambda key: sum(r.get(key, 0.0) for r in records)  # noqa: E731
+    seconds = total("seconds")
+    images = sum(r.get("images_per_s", 0.0) * r.get("seconds", 0.0) for r in records)
+    cost: dict[str, Any] = {
+        "epochs": len(records),
+        "forward_per_example": total("forward_per_example"),
+        "input_backward_per_example": total("input_backward_per_example"),
+        "full_backward_per_example": total("full_backward_per_example"),
+        "train_seconds": seconds,
+        "images_per_s": images / seconds if seconds > 0 else float("nan"),
+        "wall_seconds": wall_seconds,
+    }
+    memory = [r["peak_memory_bytes"] for r in records if "peak_memory_bytes" in r]
+    if memory:
+        cost["peak_memory_bytes"] = max(memory)
+    return cost
 
 
 def format_epoch(r: dict[str, Any]) -> str:

@@ -1,0 +1,150 @@
+"""``nuat eval``: robust accuracy of a run directory or checkpoint under a list of attacks.
+
+Writes eval.json, eval.md (accuracy per attack, worst case, seconds, eps, checkpoint hash,
+commit) and state.json (per-example results, saved after every batch; a stopped evaluation
+started again with the same options resumes and ends with the same numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nuat.errors import UsageError
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``nuat eval`` and ``nuat sanity``: what to load, data, eps, device."""
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
+                   help="run directory of nuat train (best.safetensors, best-ema.safetensors) or a checkpoint file")
+    p.add_argument("--model", help="architecture of a plain state dict (e.g. a RobustBench model); needs --dataset")
+    p.add_argument("--dataset", help="test set (default: the checkpoint's data set)")
+    p.add_argument("--mean", help="per-channel normalisation mean for --model, e.g. 0.4914,0.4822,0.4465")
+    p.add_argument("--std", help="per-channel normalisation std for --model")
+    p.add_argument("--eps", help="L-inf radius, e.g. 8/255 or 0.1 (default: the checkpoint's training eps)")
+    p.add_argument("--data-dir", help="root holding <dataset>/ folders")
+    p.add_argument("--n", type=int, help="evaluate the first N test images (default: all)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parser(sub: Any) -> None:
+    from nuat.eval.registry import DEFAULT_ATTACKS, attack_choices
+
+    p = sub.add_parser("eval", help="robust accuracy under attacks, with worst case", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_arguments(p)
+    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
+                   help=f"comma-separated: {', '.join(attack_choices())}; NAME@N runs on the first N images "
+                        f"(default: {DEFAULT_ATTACKS})")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/eval or <checkpoint folder>/eval-<name>)")
+    p.add_argument("--overwrite", action="store_true", help="discard a state of another evaluation in --out")
+    g = p.add_argument_group("attack parameters")
+    g.add_argument("--pgd-step", default="eps/10", help="PGD step: eps/4, eps/10, 0.01, 2/255 (default: eps/10)")
+    g.add_argument("--pgd-restarts", type=int, default=1, help="random restarts of each PGD run (default: 1)")
+    g.add_argument("--pgd-loss", default="ce", help="ce or margin (default: ce)")
+    g.add_argument("--targets", default="9", help="target classes of targeted-pgd: a number or 'all' (default: 9)")
+    g.add_argument("--nuclear-lam", type=float, default=4.0, help="lambda of the NuAT attack (default: 4.0)")
+    p.set_defaults(run=run)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:1, ...") from None
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{what} {text!r} must be comma-separated numbers") from None
+
+
+def load_targets(args: argparse.Namespace):
+    """(targets, dataset, eps, eps_text, device) from the shared arguments."""
+    from nuat.data import get_dataset_spec
+    from nuat.eval.targets import resolve_targets
+    from nuat.projections import parse_eps
+
+    device = resolve_device(args.device)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.n is not None and args.n < 1:
+        raise UsageError(f"--n must be positive, got {args.n}")
+    if args.eps is not None:
+        parse_eps(args.eps)
+    if args.dataset is not None:
+        get_dataset_spec(args.dataset)
+    targets = resolve_targets(args.target, model=args.model, dataset=args.dataset, mean=_floats(args.mean, "--mean"),
+                              std=_floats(args.std, "--std"), device=device)
+    meta = targets[0].metadata
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None:
+        raise UsageError(f"{args.target} does not say its data set; pass --dataset")
+    if args.dataset and meta.get("dataset") not in (None, args.dataset):
+        raise UsageError(f"{args.target} was trained on {meta['dataset']}, not {args.dataset}")
+    if args.eps is not None:
+        eps_text = args.eps
+    elif "eps" in meta:
+        eps_text = f"{meta['eps']:.6g}" if not isinstance(meta["eps"], str) else meta["eps"]
+    else:
+        eps_text = get_dataset_spec(dataset).eps
+    return targets, dataset, parse_eps(eps_text), eps_text, device
+
+
+def _default_out(target: str) -> Path:
+    path = Path(target)
+    return path / "eval" if path.is_dir() else path.parent / f"eval-{path.stem}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from nuat.eval.evaluate import EvalOptions, evaluate
+    from nuat.eval.registry import Settings, build_jobs, check_loss, parse_attacks, parse_step
+    from nuat.eval.report import render_markdown
+    from nuat.projections import ThreatModelViolation
+
+    if args.pgd_restarts < 1:
+        raise UsageError(f"--pgd-restarts must be at least 1, got {args.pgd_restarts}")
+    targets_text = args.targets.strip().lower()
+    if targets_text != "all" and (not targets_text.isdigit() or int(targets_text) < 1):
+        raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
+    parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
+    targets, dataset, eps, eps_text, device = load_targets(args)
+    settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,
+                        pgd_loss=check_loss(args.pgd_loss), targets=None if targets_text == "all" else int(targets_text),
+                        nuclear_lam=args.nuclear_lam, seed=args.seed)
+    build_jobs(parse_attacks(args.attacks, 1), settings)
+    options = EvalOptions(attacks=args.attacks, dataset=dataset, settings=settings, eps_text=eps_text, n=args.n,
+                          batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir, device=str(device),
+                          progress=not args.no_progress)
+    out = Path(args.out) if args.out else _default_out(args.target)
+    several = len(targets) > 1 or Path(args.target).is_dir()
+    tables = []
+    for target in targets:
+        folder = out / target.name if several else out
+        try:
+            result = evaluate(target, options, folder, fresh=args.overwrite)
+        except ThreatModelViolation as exc:
+            sys.stderr.write(f"nuat eval: error: threat model violation ({target.name}): {exc}\n")
+            return 1
+        tables.append(render_markdown(result))
+        print(f"wrote {folder / 'eval.json'} and {folder / 'eval.md'}", file=sys.stderr)
+    text = "\n".join(tables)
+    if several:
+        from nuat.checkpoints import atomic_write_bytes
+
+        atomic_write_bytes(out / "eval.md", lambda tmp: Path(tmp).write_text(text))
+    print(text)
+    return 0

@@ -1,0 +1,62 @@
+"""``nuat sanity``: the gradient-masking checks of Athalye et al. (2018), each PASS or FLAG.
+
+Iterative vs single-step, white-box vs black-box (Square), accuracy vs eps, unbounded attack,
+more steps and restarts, smoothness of the loss (with a loss-surface plot). Writes sanity.json,
+sanity.md and loss_surface.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nuat.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    from nuat.cli.eval_cmd import add_target_arguments
+
+    p = sub.add_parser("sanity", help="gradient-masking checks (PASS/FLAG)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_arguments(p)
+    p.set_defaults(n=500, batch_size=250)
+    p.add_argument("--square-queries", type=int, default=1000, help="Square Attack query budget (default: 1000)")
+    p.add_argument("--surface-images", type=int, default=100, help="images for the smoothness numbers (default: 100)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/sanity or <checkpoint folder>/sanity-<name>)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nuat.cli.eval_cmd import load_targets
+    from nuat.data import load_dataset
+    from nuat.eval.sanity import SanityConfig, run_sanity
+    from nuat.projections import ThreatModelViolation
+
+    if args.square_queries < 1 or args.surface_images < 1:
+        raise UsageError("--square-queries and --surface-images must be positive")
+    targets, dataset, eps, eps_text, device = load_targets(args)
+    data = load_dataset(dataset, "test", args.data_dir)
+    if args.n > len(data):
+        raise UsageError(f"--n {args.n} is larger than the {dataset} test set ({len(data)})")
+    cfg = SanityConfig(eps=eps, n=args.n, batch_size=args.batch_size, seed=args.seed,
+                       square_queries=args.square_queries, surface_images=args.surface_images, device=str(device),
+                       progress=not args.no_progress)
+    path = Path(args.target)
+    out = Path(args.out) if args.out else (path / "sanity" if path.is_dir() else path.parent / f"sanity-{path.stem}")
+    several = len(targets) > 1 or path.is_dir()
+    flagged = False
+    from nuat.eval.sanity import render_sanity
+
+    for target in targets:
+        folder = out / target.name if several else out
+        try:
+            result = run_sanity(target, data, cfg, folder, dataset=dataset, eps_text=eps_text)
+        except ThreatModelViolation as exc:
+            sys.stderr.write(f"nuat sanity: error: threat model violation ({target.name}): {exc}\n")
+            return 1
+        flagged |= result["verdict"] != "PASS"
+        print(render_sanity(result))
+        print(f"wrote {folder / 'sanity.json'} and {folder / 'sanity.md'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,167 @@
+"""``nuat eval`` end to end: outputs, worst case, loading, threat-model check, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nuat.cli import main
+from nuat.eval import registry
+from nuat.eval.registry import JobOutput, Settings, build_jobs, parse_attacks
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def eval_args(target, out, real_data_dir, *extra, n="64", attacks="clean,fgsm,pgd-5,pgd-10,gama-pgd-10"):
+    return ["eval", str(target), "--data-dir", str(real_data_dir), "--n", n, "--batch-size", "32",
+            "--attacks", attacks, "--out", str(out), "--no-progress", *extra]
+
+
+def numbers(result):
+    """The parts of eval.json that must not depend on timing or on the process."""
+    return {"attacks": [{k: v for k, v in r.items() if k not in ("seconds", "components")} for r in result["attacks"]],
+            "components": [[{k: v for k, v in c.items() if k != "seconds"} for c in r["components"]]
+                           for r in result["attacks"]],
+            "worst_case": result["worst_case"], "eps": result["eps"], "n": result["n"],
+            "sha256": result["checkpoint"]["sha256"]}
+
+
+def test_unknown_attack_is_a_one_line_usage_error(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    code, _, err = run_cli(eval_args(undefended_checkpoint, tmp_path / "o", real_data_dir, attacks="clean,pgd-2O"), capsys)
+    assert code == 2 and "unknown attack 'pgd-2o'" in err and "did you mean" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_parse_attacks_groups_pgd_readouts_and_image_counts():
+    reqs = parse_attacks("clean,pgd-500,pgd-7,gama-pgd-100,aa@1000,pgd-20", 10000)
+    jobs = build_jobs(reqs, Settings(eps=0.1, pgd_step=0.01))
+    assert [j.key for j in jobs] == ["clean@10000", "pgd@10000", "gama-pgd-100@10000", "aa@1000"]
+    pgd = jobs[1]
+    assert pgd.rows == ["pgd-7", "pgd-20", "pgd-500"] and pgd.final == "pgd-500"
+    assert pgd.params["steps"] == [7, 20, 500]
+    assert jobs[3].outputs == ["aa", "aa/apgd-ce", "aa/apgd-t", "aa/fab-t", "aa/square"]
+    assert registry.parse_step("eps/4", 0.1) == pytest.approx(0.025)
+    assert registry.parse_step("2/255", 0.1) == pytest.approx(2 / 255)
+
+
+def test_eval_writes_table_with_worst_case_and_provenance(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    out = tmp_path / "ev"
+    code, stdout, _ = run_cli(eval_args(undefended_checkpoint, out, real_data_dir,
+                                        attacks="clean,fgsm,pgd-5,pgd-10,gama-pgd-10@32"), capsys)
+    assert code == 0
+    result = json.loads((out / "eval.json").read_text())
+    rows = {r["name"]: r for r in result["attacks"]}
+    assert list(rows) == ["clean", "fgsm", "pgd-5", "pgd-10", "gama-pgd-10"]
+    assert rows["clean"]["accuracy"] > 0.8 and rows["pgd-10"]["robust"] <= rows["pgd-5"]["robust"]
+    assert rows["gama-pgd-10"]["n"] == 32
+    state = json.loads((out / "state.json").read_text())
+    flags = {name: text for job in state["jobs"].values() for name, text in job["flags"].items()}
+    worst = {w["n"]: w for w in result["worst_case"]}
+    assert set(worst) == {32, 64}
+    for n, w in worst.items():
+        expected = sum(all(flags[a][i] == "1" for a in w["attacks"]) for i in range(n))
+        assert w["robust"] == expected <= min(rows[a]["robust"] for a in w["attacks"])
+    assert result["checkpoint"]["sha256"] and result["provenance"]["commit"] and result["eps"] == 0.3
+    md = (out / "eval.md").read_text()
+    assert "worst case" in md and result["checkpoint"]["sha256"] in md and result["provenance"]["commit"] in md
+    assert md.strip() in stdout
+
+
+def test_plain_state_dict_with_model_flag_and_refusal_of_pickles(undefended_mnist, tmp_path, real_data_dir, capsys):
+    plain = tmp_path / "plain.pt"
+    torch.save({"state_dict": undefended_mnist.state_dict()}, plain)
+    args = ["--model", "small-cnn", "--dataset", "mnist", "--eps", "0.3"]
+    code, _, err = run_cli(eval_args(plain, tmp_path / "o", real_data_dir, *args, n="32", attacks="clean,fgsm"), capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "eval.json").read_text())["attacks"][0]["accuracy"] > 0.8
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": undefended_mnist.state_dict(), "extra": Path("x")}, evil)
+    code, _, err = run_cli(eval_args(evil, tmp_path / "o2", real_data_dir, *args, n="32", attacks="clean"), capsys)
+    assert code == 2 and "refusing" in err
+
+
+def test_run_directory_evaluates_best_and_best_ema(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best", "best-ema"):
+        (run / f"{name}.safetensors").write_bytes(undefended_checkpoint.read_bytes())
+    code, _, _ = run_cli(eval_args(run, run / "eval", real_data_dir, n="32", attacks="clean,fgsm"), capsys)
+    assert code == 0
+    assert (run / "eval" / "best" / "eval.json").is_file() and (run / "eval" / "best-ema" / "eval.json").is_file()
+    assert (run / "eval" / "eval.md").read_text().count("## Robust evaluation") == 2
+
+
+def test_threat_model_violation_stops_the_evaluation(undefended_checkpoint, tmp_path, real_data_dir, capsys,
+                                                     monkeypatch):
+    def cheat(reqs, s):
+        run = lambda m, x, y, g: JobOutput((x + 2 * s.eps).clamp(0, 1))  # noqa: E731
+        return [registry.Job(f"cheat@{r.n}", r.n, ["cheat"], ["cheat"], "cheat", {"cheat": "cheat"}, {"cheat": ""},
+                             {"n": r.n}, run) for r in reqs]
+
+    monkeypatch.setitem(registry.FAMILIES, "cheat", registry.Family(r"cheat", "cheat", "leaves the ball", cheat))
+    out = tmp_path / "o"
+    code, _, err = run_cli(eval_args(undefended_checkpoint, out, real_data_dir, n="32", attacks="clean,cheat"), capsys)
+    assert code == 1 and "threat model violation" in err and "eps is 0.3" in err
+    state = json.loads((out / "state.json").read_text())
+    assert "cheat@32" not in state["jobs"] or state["jobs"]["cheat@32"]["batches"] == 0
+    assert not (out / "eval.json").exists()
+
+
+def test_resume_with_other_settings_is_refused(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    out = tmp_path / "o"
+    assert run_cli(eval_args(undefended_checkpoint, out, real_data_dir, n="32", attacks="clean,fgsm"), capsys)[0] == 0
+    code, _, err = run_cli(eval_args(undefended_checkpoint, out, real_data_dir, "--seed", "1", n="32",
+                                     attacks="clean,fgsm"), capsys)
+    assert code == 2 and "other settings" in err
+    code, _, err = run_cli(eval_args(undefended_checkpoint, out, real_data_dir, "--seed", "1", "--overwrite", n="32",
+                                     attacks="clean,fgsm"), capsys)
+    assert code == 0
+
+
+def test_killed_eval_resumes_to_the_same_numbers(undefended_checkpoint, tmp_path, real_data_dir):
+    """SIGKILL a running ``nuat eval`` in the middle of an attack, start it again, and compare with
+    an uninterrupted run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    attacks = "clean,pgd-20,pgd-40,gama-pgd-40"
+
+    def cmd(out):
+        return [sys.executable, "-m", "nuat", *eval_args(undefended_checkpoint, out, real_data_dir, "--batch-size", "16",
+                                                         n="192", attacks=attacks)]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path, deadline = killed / "state.json", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            try:
+                jobs = json.loads(state_path.read_text())["jobs"]
+            except (OSError, ValueError):
+                jobs = {}
+            if jobs.get("gama-pgd-40@192", {}).get("batches", 0) >= 1:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    partial = json.loads(state_path.read_text())["jobs"]
+    assert 1 <= partial["gama-pgd-40@192"]["batches"] < 12, "the kill did not land in the middle of an attack"
+    assert not (killed / "eval.json").exists()
+
+    subprocess.run(cmd(killed), env=env, check=True, capture_output=True)
+    straight = tmp_path / "straight"
+    subprocess.run(cmd(straight), env=env, check=True, capture_output=True)
+    resumed = json.loads((killed / "eval.json").read_text())
+    uninterrupted = json.loads((straight / "eval.json").read_text())
+    assert numbers(resumed) == numbers(uninterrupted)
+    a, b = (json.loads((p / "state.json").read_text())["jobs"] for p in (killed, straight))
+    assert {k: v["flags"] for k, v in a.items()} == {k: v["flags"] for k, v in b.items()}

@@ -1,0 +1,34 @@
+"""``nuat sanity`` passes an honest model and FLAGs a deliberately gradient-masked one."""
+
+import json
+
+from nuat.cli import main
+from nuat.eval.sanity import SanityConfig, run_checks
+
+CFG = SanityConfig(eps=0.3, n=64, batch_size=64, square_queries=200, surface_images=16, progress=False)
+
+
+def test_sanity_flags_a_gradient_masked_model(masked_mnist, mnist_test):
+    checks, extra = run_checks(masked_mnist, mnist_test, CFG)
+    status = {c.name: c.status for c in checks}
+    assert extra["accuracy"]["clean"] > 0.8  # quantisation keeps the model accurate: only gradients are gone
+    assert status["white-box beats black-box"] == "FLAG"
+    assert status["unbounded attack reaches ~0%"] == "FLAG"
+    assert status["loss is smooth along gradient and random directions"] == "FLAG"
+    smooth = next(c for c in checks if c.name.startswith("loss is smooth"))
+    assert smooth.numbers["zero_gradient"] == 1.0
+
+
+def test_sanity_cli_passes_an_honest_model(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    out = tmp_path / "sanity"
+    code = main(["sanity", str(undefended_checkpoint), "--data-dir", str(real_data_dir), "--n", "64",
+                 "--batch-size", "64", "--square-queries", "200", "--surface-images", "16", "--out", str(out),
+                 "--no-progress"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    result = json.loads((out / "sanity.json").read_text())
+    assert [c["status"] for c in result["checks"]] == ["PASS"] * 6, result["checks"]
+    assert result["verdict"] == "PASS" and "**PASS**" in stdout
+    assert (out / "loss_surface.png").stat().st_size > 10_000
+    md = (out / "sanity.md").read_text()
+    assert "loss_surface.png" in md and result["provenance"]["commit"] in md

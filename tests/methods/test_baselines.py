@@ -1,0 +1,306 @@
+"""The baselines' training steps: threat model, closed forms, TRADES by hand, AWP's restore, -wa aliases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nuat.cli import build_parser
+from nuat.cli.train_cmd import resolve_config
+from nuat.errors import UsageError
+from nuat.methods import METHODS, WA_TAU, build_method, get_method
+from nuat.methods.awp import perturbed_weights
+from nuat.methods.base import StepContext
+from nuat.methods.gat import softmax_l2
+from nuat.projections import check_linf
+from nuat.train.schedules import lambda_ramp
+
+BASELINES = ["erm", "fgsm-at", "rfgsm-at", "fbf", "gat", "pgd-at", "trades", "awp", "trades-awp"]
+
+
+def tiny_cnn(seed=0, batchnorm=True):
+    torch.manual_seed(seed)
+    norm = nn.BatchNorm2d(4) if batchnorm else nn.Identity()
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), norm, nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, 10)).train()
+
+
+def edge_batch(seed=0, m=24):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(m, 1, 8, 8, generator=g)
+    x[:4] = 0.0  # pixels at the box edges: the box must clip there
+    x[4:8] = 1.0
+    return x, torch.randint(0, 10, (m,), generator=g)
+
+
+def context(eps, *, lam=0.0, batch_index=0, epoch=0, epochs=4, seed=0):
+    return StepContext(epoch=epoch, epochs=epochs, batch_index=batch_index, iteration=batch_index, eps=eps,
+                       lam=lam, generator=torch.Generator().manual_seed(seed))
+
+
+class Linear(nn.Module):
+    """f(x) = W x + b on flattened inputs: its worst case in an L-inf ball is known in closed form."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + self.b
+
+
+def binary_linear(seed=0, d=16, m=12):
+    """Two classes, inputs in [0.3, 0.7] (the box never binds at eps 0.1). For label y the loss grows
+    fastest along ``s = sign(w[1 - y] - w[y])`` per pixel."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(2, d, generator=g, dtype=torch.float64)
+    model = Linear(w, torch.zeros(2, dtype=torch.float64))
+    x = 0.3 + 0.4 * torch.rand(m, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (m,), generator=g)
+    s = torch.sign(w[1 - y] - w[y]).reshape(m, 1, 4, 4)
+    return model, x, y, s
+
+
+# --- every registered method: threat model, cost, no gradient leaks ------------------------------
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("eps", [8 / 255, 0.3])
+def test_adversarial_batch_in_ball_and_box(name, eps):
+    model, (x, y) = tiny_cnn(), edge_batch()
+    method = build_method(name)
+    lam = method.defaults.lam_max
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    for i in range(2):  # even and odd minibatches (alternating methods)
+        out = method.loss(model, x, y, context(eps, lam=lam, batch_index=i))
+        assert all(p.grad is None for p in model.parameters()), "the attack must not touch .grad"
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+        forwards, input_backwards, full_backwards = out.passes
+        assert forwards >= 1 and full_backwards >= 1 and input_backwards >= 0
+        assert forwards >= input_backwards + full_backwards  # every backward needs its forward
+        method.after_step(model)
+        if name == "erm":
+            assert out.x_adv is None and out.passes == (1, 0, 1)
+            continue
+        check_linf(out.x_adv, x, eps)
+        assert not torch.equal(out.x_adv, x), "the attack did not move"
+        assert out.sums["n"] == y.shape[0]
+    for key, value in model.named_parameters():  # weights untouched without an optimiser step
+        assert torch.allclose(value, before[key], atol=1e-6), key
+    assert model.training
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_method_docstring_cites_its_paper(name):
+    import inspect
+
+    module = inspect.getmodule(type(build_method(name)))
+    assert module.__doc__ and any(word in module.__doc__ for word in ("Sec.", "Algorithm", "section", "Eq.", "Table"))
+
+
+# --- closed forms on a linear model ---------------------------------------------------------------
+
+def test_fgsm_at_is_one_eps_step_from_the_clean_image():
+    model, x, y, s = binary_linear()
+    out = build_method("fgsm-at").loss(model, x, y, context(0.1))
+    assert torch.allclose(out.x_adv, x + 0.1 * s)
+    assert out.passes == (3, 1, 2)
+    ce = F.cross_entropy(model(x), y)
+    ce_adv = F.cross_entropy(model(x + 0.1 * s), y)
+    assert out.loss.item() == pytest.approx((0.5 * ce + 0.5 * ce_adv).item())
+    only_adv = build_method("fgsm-at", clean_weight=0.0).loss(model, x, y, context(0.1))
+    assert only_adv.loss.item() == pytest.approx(ce_adv.item()) and only_adv.passes == (2, 1, 1)
+
+
+def test_rfgsm_takes_a_random_half_step_then_the_gradient_half_step():
+    model, x, y, s = binary_linear()
+    out = build_method("rfgsm-at").loss(model, x, y, context(0.1))
+    delta = out.x_adv - x
+    # random +-eps/2 then +eps/2 along s: each pixel ends at 0 or at eps * s
+    moved = delta.abs() > 1e-9
+    assert torch.allclose(delta[moved], 0.1 * s[moved])
+    assert torch.all(delta.abs()[~moved] < 1e-9)
+    assert 0.3 < moved.double().mean() < 0.7  # about half the pixels agree with the random sign
+
+
+def test_fbf_ends_on_the_gradient_side_of_every_pixel():
+    model, x, y, s = binary_linear()
+    out = build_method("fbf").loss(model, x, y, context(0.1))
+    # uniform start in [-eps, eps] + 1.25 eps along s, clipped: at least 0.25 eps along s
+    assert torch.all((out.x_adv - x) * s >= 0.025 - 1e-9)
+
+
+def test_pgd_at_reaches_the_corner_of_the_ball():
+    model, x, y, s = binary_linear()
+    out = build_method("pgd-at").loss(model, x, y, context(0.1))  # 10 steps of eps/4 from any start
+    assert torch.allclose(out.x_adv, x + 0.1 * s)
+    assert out.loss.item() == pytest.approx(F.cross_entropy(model(x + 0.1 * s), y).item())
+    assert out.passes == (11, 10, 1)
+
+
+# --- TRADES and GAT losses by hand ------------------------------------------------------------------
+
+def test_trades_loss_equals_hand_computation():
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(5, 16, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    model = Linear(w, b)
+    x = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,), generator=g)
+    out = build_method("trades", beta=6.0).loss(model, x, y, context(0.1))
+    check_linf(out.x_adv, x, 0.1)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    wn, bn = w.numpy(), b.numpy()
+    p = softmax(x.reshape(6, -1).numpy() @ wn.T + bn)
+    q = softmax(out.x_adv.reshape(6, -1).numpy() @ wn.T + bn)
+    ce = -np.mean(np.log(p[np.arange(6), y.numpy()]))
+    kl = np.sum(p * (np.log(p) - np.log(q))) / 6
+    assert kl > 0
+    assert out.loss.item() == pytest.approx(ce + 6.0 * kl, rel=1e-9)
+    assert out.sums["reg"].item() / 6 == pytest.approx(kl, rel=1e-9)
+    assert out.passes == (13, 10, 2)
+    # the attack maximised the KL: it beats the same budget spent in a random direction
+    r = torch.sign(torch.randn(x.shape, generator=g, dtype=torch.float64))
+    q_rand = softmax((x + 0.1 * r).clamp(0, 1).reshape(6, -1).numpy() @ wn.T + bn)
+    assert kl > np.sum(p * (np.log(p) - np.log(q_rand))) / 6
+    # gradients flow through both the clean and the adversarial pass (Algorithm 1, line 9)
+    out.loss.backward()
+    assert model.w.grad is not None and torch.isfinite(model.w.grad).all()
+
+
+def test_gat_regulariser_and_attack_alternation():
+    model, (x, y) = tiny_cnn(batchnorm=False), edge_batch()  # no running statistics moving between calls
+    method = build_method("gat")
+    assert method.defaults.lam_max == 10.0
+    assert lambda_ramp(0, 8, lam_max=10.0, ramp_fraction=method.defaults.ramp_fraction) == 10.0
+    out = method.loss(model, x, y, context(0.1, lam=10.0, batch_index=0))
+    logits_clean, logits_adv = model(x), model(out.x_adv)
+    reg = softmax_l2(logits_adv, logits_clean)
+    diff = F.softmax(logits_adv, 1) - F.softmax(logits_clean, 1)
+    assert reg.item() == pytest.approx((diff ** 2).sum(1).mean().item(), rel=1e-5)
+    expected = F.cross_entropy(logits_clean, y) + 10.0 * reg
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # odd minibatch: the attack maximises CE only, so it differs from the regularised step
+    even = method.loss(model, x, y, context(0.1, lam=10.0, batch_index=0, seed=5)).x_adv
+    odd = method.loss(model, x, y, context(0.1, lam=10.0, batch_index=1, seed=5)).x_adv
+    ce_only = build_method("gat", alternate=False).loss(model, x, y, context(0.1, lam=0.0, seed=5)).x_adv
+    assert torch.equal(odd, ce_only) and not torch.equal(even, odd)
+
+
+# --- AWP -------------------------------------------------------------------------------------------
+
+def test_awp_perturbs_every_weight_by_gamma_of_its_norm_and_restores_it():
+    model, (x, y) = tiny_cnn(), edge_batch()
+    method = build_method("awp", gamma=0.01)
+    original = {k: v.clone() for k, v in model.named_parameters()}
+    ctx = context(0.1)
+    out = method.loss(model, x, y, ctx)
+    names = [n for n, _ in perturbed_weights(model)]
+    assert names == ["0.weight", "4.weight"]  # conv kernel and linear matrix; no biases, no BN scale
+    for name, p in model.named_parameters():
+        shift = (p.detach() - original[name]).norm().item()
+        if name in names:
+            assert shift == pytest.approx(0.01 * original[name].norm().item(), rel=1e-4), name
+        else:
+            assert shift == 0.0, name
+    assert out.passes == (12, 10, 2)
+    # the perturbation climbs the adversarial loss
+    with torch.no_grad():
+        perturbed_loss = F.cross_entropy(model(out.x_adv), y).item()
+        saved = {n: p.clone() for n, p in model.named_parameters()}
+        for n, p in model.named_parameters():
+            p.copy_(original[n])
+        clean_weights_loss = F.cross_entropy(model(out.x_adv), y).item()
+        for n, p in model.named_parameters():
+            p.copy_(saved[n])
+    assert perturbed_loss > clean_weights_loss
+    method.after_step(model)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p, original[name], atol=1e-7), name
+    with pytest.raises(RuntimeError):  # loss twice without a restore would stack perturbations
+        method.loss(model, x, y, ctx)
+        method.loss(model, x, y, ctx)
+
+
+def test_awp_update_is_the_gradient_at_the_perturbed_weights_applied_to_the_original():
+    model, (x, y) = tiny_cnn(), edge_batch()
+    method = build_method("awp")
+    original = {k: v.clone() for k, v in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = method.loss(model, x, y, context(0.1))
+    opt.zero_grad()
+    out.loss.backward()  # gradient at w + v
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    opt.step()
+    method.after_step(model)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p, original[name] - 0.1 * grads[name], atol=1e-6), name
+
+
+def test_awp_warmup_and_trades_base():
+    model, (x, y) = tiny_cnn(), edge_batch()
+    method = build_method("trades-awp")
+    assert method.warmup_fraction == 0.05 and method.hparams["beta"] == 6.0
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    out = method.loss(model, x, y, context(0.1, epoch=0, epochs=40))  # epoch 0 < 0.05 * 40: warm-up
+    assert out.passes == (13, 10, 2)
+    assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())
+    method.after_step(model)
+    out = method.loss(model, x, y, context(0.1, epoch=2, epochs=40))
+    assert out.passes == (15, 10, 4)
+    method.after_step(model)
+    assert all(torch.allclose(p, before[k], atol=1e-7) for k, p in model.named_parameters())
+
+
+# --- weight averaging as a switch, CLI flags -------------------------------------------------------
+
+def test_wa_suffix_adds_an_average_to_any_method():
+    entry = get_method("pgd-at-wa")
+    assert entry.defaults.averages == {"ema": WA_TAU} and entry.build is get_method("pgd-at").build
+    assert get_method("gat-wa").defaults.lam_max == 10.0
+    assert get_method("nuat-wa") is METHODS["nuat-wa"]  # registered names keep their own defaults
+    assert build_method("trades-wa").name == "trades-wa"
+    with pytest.raises(UsageError, match="did you mean"):
+        get_method("pgd-ta")
+
+
+def cli_config(tmp_path, *argv):
+    args = build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--out", str(tmp_path / "run"), *argv])
+    return resolve_config(args)
+
+
+def test_cli_wa_switch_equals_the_suffix(tmp_path):
+    a = cli_config(tmp_path, "--method", "pgd-at", "--wa")
+    b = cli_config(tmp_path, "--method", "pgd-at-wa")
+    assert a.method == b.method == "pgd-at-wa"
+    assert a.averages == b.averages == {"ema": WA_TAU} and a.scale_averages
+    c = cli_config(tmp_path, "--method", "gat", "--wa", "--tau", "0.99")
+    assert c.averages == {"ema": 0.99} and not c.scale_averages and c.lam_max == 10.0
+    assert cli_config(tmp_path, "--method", "nuat-wa", "--wa").method == "nuat-wa"
+
+
+def test_cli_method_hyperparameters(tmp_path):
+    cfg = cli_config(tmp_path, "--method", "trades", "--beta", "3", "--attack-steps", "5", "--step-size", "1/50")
+    assert cfg.method_hparams == {"beta": 3.0, "steps": 5, "step_size": 0.02}
+    assert cli_config(tmp_path, "--method", "fbf").lr_up == 0.4 and cli_config(tmp_path, "--method", "fbf").lr_down == 0.6
+    assert cli_config(tmp_path, "--method", "awp", "--awp-gamma", "0.01").method_hparams == {"gamma": 0.01}
+    for argv, message in [(("--method", "pgd-at", "--beta", "3"), "--beta does not apply"),
+                          (("--method", "trades", "--beta", "-1"), "beta must be"),
+                          (("--method", "pgd-at", "--attack-steps", "0"), "at least one"),
+                          (("--method", "nuat", "--attack-steps", "3"), "1 or 2"),
+                          (("--method", "fgsm-at", "--clean-weight", "1"), "clean_weight"),
+                          (("--method", "pgd-at", "--lam-max", "2"), "regulariser weight"),
+                          (("--method", "erm", "--tau", "0.9"), "--tau applies")]:
+        with pytest.raises(UsageError, match=message):
+            cli_config(tmp_path, *argv)
+
+
+def test_passes_grow_with_attack_steps():
+    assert build_method("pgd-at", steps=3).loss(*binary_linear()[:3], context(0.1)).passes == (4, 3, 1)
+    assert math.isclose(WA_TAU, 0.9998)
