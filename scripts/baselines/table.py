@@ -102,17 +102,18 @@ def render(results: list[dict]) -> str:
     base = erm["train_seconds"] if erm else None
     c = results[0]["config"]
     lines = [
-        f"# Baselines and NuAT variants on Fashion-MNIST (eps {c['eps']:.3g}, {c['model']}, {c['epochs']} epochs, "
+        f"# Baselines and NuAT variants on {c['dataset']} (eps {c['eps']:.3g}, {c['model']}, {c['epochs']} epochs, "
         f"batch {c['batch_size']}, lr {c['lr']}, LR up {c['lr_up']} / down {c['lr_down']} of the run, seed {c['seed']})",
         "",
         "Written by `scripts/baselines/table.py` from the run directories of `scripts/baselines/run_all.sh` and the "
         "evaluations of `scripts/baselines/eval_all.sh`. Accuracies (%) on the first "
-        f"{results[0]['n']} Fashion-MNIST test images (AutoAttack: the first n shown), of the checkpoint with the best "
+        f"{_num(results[0]['n'])} test images (AutoAttack: the first n shown), of the checkpoint with the best "
         "validation I-FGSM-7 accuracy (the EMA model for -WA methods). PGD-100: uniform random start, step eps/10.",
         "",
         "Cost: passes per training example per epoch, as forwards / input-only backwards (attack steps) / full "
         "backwards (to the weights); train seconds exclude validation and checkpoints; x ERM is train seconds "
-        "relative to ERM.",
+        "relative to ERM (runs hours apart on a shared machine: `results/baselines/step_cost.md` compares the "
+        "methods' step times measured round-robin in one process).",
         "",
         "| method | model (epoch) | clean | PGD-100 | GAMA-PGD-100 | AA (n) | passes F / Bx / Bθ | train s | x ERM "
         "| images/s | paper AA: C10 RN-18 / MNIST / C10 WRN |",
@@ -145,7 +146,10 @@ def render(results: list[dict]) -> str:
             lines.append(f"- vs {label}, {len(pairs)} methods: Kendall tau {kendall_tau(pairs):.2f}. "
                          f"Paper order: {', '.join(order_paper)}. Here: {', '.join(order_ours)}.")
     used = sorted({robust_metric(r)[0] for r in results})
-    lines.append(f"- 'Here' ranks by the strongest attack run on each model ({', '.join(used)}).")
+    n = results[0]["n"] or 1000
+    lines.append(f"- 'Here' ranks by the strongest attack run on each model ({', '.join(used)}). One standard "
+                 f"error of an accuracy near 70% on {n} images is {100 * math.sqrt(0.21 / n):.1f} points, so "
+                 "neighbours closer than about 3 points are not ordered by these runs.")
     collapsed = [f"{r['method']} (epochs {', '.join(map(str, r['collapse_epochs']))})" for r in results
                  if r["collapse_epochs"]]
     if collapsed:

@@ -304,3 +304,20 @@ def test_cli_method_hyperparameters(tmp_path):
 def test_passes_grow_with_attack_steps():
     assert build_method("pgd-at", steps=3).loss(*binary_linear()[:3], context(0.1)).passes == (4, 3, 1)
     assert math.isclose(WA_TAU, 0.9998)
+
+
+def test_run_cost_sums_the_epochs_and_keeps_the_peak_memory(tmp_path):
+    import json
+
+    from nuat.train.loop import run_cost
+
+    records = [{"epoch": 1, "seconds": 10.0, "images_per_s": 100.0, "forward_per_example": 11.0,
+                "input_backward_per_example": 10.0, "full_backward_per_example": 1.0, "peak_memory_bytes": 5},
+               {"epoch": 2, "seconds": 30.0, "images_per_s": 50.0, "forward_per_example": 11.0,
+                "input_backward_per_example": 10.0, "full_backward_per_example": 1.0, "peak_memory_bytes": 7}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cost = run_cost(path, 99.0)
+    assert cost == {"epochs": 2, "forward_per_example": 22.0, "input_backward_per_example": 20.0,
+                    "full_backward_per_example": 2.0, "train_seconds": 40.0,
+                    "images_per_s": pytest.approx(2500 / 40), "wall_seconds": 99.0, "peak_memory_bytes": 7}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import input_gradient, sign_step
+from nuat.attacks.common import sign_step
 from nuat.losses import margin_loss
 from nuat.projections import project_linf, random_uniform_start
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from nuat.errors import UsageError
 
-SUBCOMMANDS = ("train", "eval", "sanity")
+SUBCOMMANDS = ("train", "eval", "sanity", "bench")
 
 
 class OneLineParser(argparse.ArgumentParser):

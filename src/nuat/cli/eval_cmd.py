@@ -15,8 +15,9 @@ from typing import Any
 from nuat.errors import UsageError
 
 
-def add_target_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``nuat eval`` and ``nuat sanity``: what to load, data, eps, device."""
+def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, batch_size: int = 500) -> None:
+    """Arguments shared by ``nuat eval`` and ``nuat sanity``: what to load, data, eps, device;
+    ``n`` and ``batch_size`` are the command's defaults (None: the whole test set)."""
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
                    help="run directory of nuat train (best.safetensors, best-ema.safetensors) or a checkpoint file")
     p.add_argument("--model", help="architecture of a plain state dict (e.g. a RobustBench model); needs --dataset")
@@ -25,9 +26,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", help="per-channel normalisation std for --model")
     p.add_argument("--eps", help="L-inf radius, e.g. 8/255 or 0.1 (default: the checkpoint's training eps)")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders")
-    p.add_argument("--n", type=int, help="evaluate the first N test images (default: all)")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=n,
+                   help=f"use the first N test images (default: {'all' if n is None else n})")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default: {batch_size})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

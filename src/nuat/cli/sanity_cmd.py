@@ -20,8 +20,7 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser("sanity", help="gradient-masking checks (PASS/FLAG)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_target_arguments(p)
-    p.set_defaults(n=500, batch_size=250)
+    add_target_arguments(p, n=500, batch_size=250)
     p.add_argument("--square-queries", type=int, default=1000, help="Square Attack query budget (default: 1000)")
     p.add_argument("--surface-images", type=int, default=100, help="images for the smoothness numbers (default: 100)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/sanity or <checkpoint folder>/sanity-<name>)")

@@ -53,6 +53,12 @@ def add_parser(sub: Any) -> None:
                         "holds an unfinished run; otherwise start fresh)")
     x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (0: epoch ends)")
     x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn or rollback")
+    f = p.add_argument_group("fast path (GPU; default: the faithful float32 step; see docs/speed.md)")
+    f.add_argument("--amp", choices=("off", "bf16"), help="bf16 autocast of the forward passes (default off)")
+    f.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and batches")
+    f.add_argument("--compile", action="store_true", help="run the training passes through torch.compile")
+    f.add_argument("--fast", action="store_true", help="all of the above (--amp bf16 --channels-last --compile) "
+                   "plus --nuclear-group-size 64 for the NuAT family unless given")
     p.set_defaults(run=run)
 
 
@@ -106,6 +112,10 @@ def resolve_config(args: argparse.Namespace):
         if args.nuclear_group_size <= 0:
             raise UsageError(f"--nuclear-group-size {args.nuclear_group_size} is invalid; it must be positive")
         hparams["nuclear_group_size"] = args.nuclear_group_size
+    elif args.fast and "nuclear_group_size" in entry.hparams:
+        from nuat.train.fastpath import FAST_NUCLEAR_GROUP_SIZE
+
+        hparams["nuclear_group_size"] = FAST_NUCLEAR_GROUP_SIZE  # the published M keeps the regulariser's scale
     pick = lambda cli, key, default: cli if cli is not None else recipe.get(key, default)  # noqa: E731
     out = args.out or f"runs/{spec.name}-{args.method}-seed{args.seed}"
     cfg = TrainConfig(
@@ -118,6 +128,8 @@ def resolve_config(args: argparse.Namespace):
         averages=averages, scale_averages=scale_averages, method_hparams=hparams, val_per_class=args.val_per_class,
         train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
+        amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,
+        compile=args.compile or args.fast,
     )
     cfg.validate()
     try:  # the method's own checks on its hyperparameters (attack steps, beta, ...)

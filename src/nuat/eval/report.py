@@ -92,10 +92,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         flags = " ".join(f"FLAG: {m}" for m in r["flags"]) or ""
         lines.append(f"| {r['label']} | {r['n']:,} | {_pct(r['accuracy'])} | {r['robust']:,} | {r['seconds']:.1f} | "
                      f"{_md_escape(details)} | {_md_escape(flags)} |")
-    total = len(result["attacks"])
+    total = sum(r["name"] != "clean" for r in result["attacks"])
     for w in result["worst_case"]:
-        k = len(w["attacks"])
-        scope = f"all {k} attacks" if k == total else f"the {k} attacks run on them"
+        k = sum(a != "clean" for a in w["attacks"])
+        noun = "attack" if k == 1 else "attacks"
+        scope = f"all {k} {noun}" if k == total else f"the {k} {noun} run on all {w['n']:,}"
         lines.append(f"| **worst case** ({scope}) | {w['n']:,} | **{_pct(w['accuracy'])}** | {w['robust']:,} | | "
                      f"robust = survived every one of: {', '.join(w['attacks'])} | |")
     lines.append("")

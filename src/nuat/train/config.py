@@ -46,6 +46,11 @@ class TrainConfig:
     save_every: int = 0
     #: what to do on catastrophic overfitting: "warn" or "rollback" (redo the epoch with the remedy)
     on_collapse: str = "warn"
+    #: fast path (docs/speed.md), all off by default (the faithful float32 step): bf16 autocast of
+    #: the forward passes ("off" or "bf16"), channels_last memory format, torch.compile
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`UsageError` (one line) on any out-of-range value."""
@@ -76,6 +81,8 @@ class TrainConfig:
             raise UsageError(f"--save-every {self.save_every!r} is invalid; it must be an integer >= 0")
         if self.on_collapse not in ("warn", "rollback"):
             raise UsageError(f"--on-collapse {self.on_collapse!r} is invalid; choose one of: warn, rollback")
+        if self.amp not in ("off", "bf16"):
+            raise UsageError(f"--amp {self.amp!r} is invalid; choose one of: off, bf16")
         if self.final_eval < 0:
             raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
         return self

@@ -23,7 +23,7 @@ from nuat.eval.accuracy import batch_correct
 from nuat.methods import build_method
 from nuat.models import build_model
 from nuat.methods.base import StepContext
-from nuat.train import health, resume
+from nuat.train import fastpath, health, resume
 from nuat.train.config import TrainConfig
 from nuat.train.progress import EpochProgress
 from nuat.train.ema import ModelEMA, tau_for_run
@@ -62,6 +62,8 @@ class Run:
     rollbacks: set[int] = field(default_factory=set)
     remedy_active: bool = False
     health: dict[str, Any] = field(default_factory=dict)
+    #: what the method's passes run through: ``model`` or its ``torch.compile`` wrapper (``--compile``)
+    step_model: nn.Module | None = None
 
     def log(self, line: str) -> None:
         (tqdm.write if self.cfg.progress else print)(line)
@@ -70,6 +72,8 @@ class Run:
 def build_run(cfg: TrainConfig) -> Run:
     """Load data, build model/method/optimiser/averages. Writes nothing."""
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        fastpath.keep_freed_cpu_memory()  # no page faults for every step's activations (docs/speed.md)
     torch.manual_seed(cfg.seed)
     spec = get_dataset_spec(cfg.dataset)
     data = load_dataset(cfg.dataset, "train", cfg.data_dir)
@@ -79,6 +83,7 @@ def build_run(cfg: TrainConfig) -> Run:
     train_data, val_data = subset(data, train_idx), subset(data, val_idx)
     c, h, _ = data.image_shape
     model = build_model(cfg.model, num_classes=len(data.classes), in_channels=c, image_size=h).to(device)
+    model = fastpath.prepare_model(model, channels_last=cfg.channels_last)
     method = build_method(cfg.method, **cfg.method_hparams)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     data_gen = torch.Generator().manual_seed(cfg.seed)
@@ -94,7 +99,8 @@ def build_run(cfg: TrainConfig) -> Run:
         "iterations": total_steps, "averages_effective": taus,
         **provenance(),
     }
-    return Run(cfg, device, model, method, optimizer, loader, val_data, averages, attack_gen, Path(cfg.out), info)
+    return Run(cfg, device, model, method, optimizer, loader, val_data, averages, attack_gen, Path(cfg.out), info,
+               step_model=fastpath.step_model(model, compile=cfg.compile))
 
 
 def validate(model: nn.Module, data: Any, *, eps: float, steps: int, device: torch.device) -> tuple[float, float]:
@@ -133,7 +139,9 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
     ctx = StepContext(epoch=epoch, epochs=cfg.epochs, batch_index=batch_index, iteration=run.iteration,
                       eps=cfg.eps, lam=lam, generator=run.attack_generator,
                       averages={name: ema.model for name, ema in run.averages.items()})
-    out = run.method.loss(run.model, x, y, ctx)
+    x = fastpath.prepare_input(x, channels_last=cfg.channels_last)
+    with fastpath.autocast(run.device, cfg.amp):  # forward passes only; backward runs outside
+        out = run.method.loss(run.step_model or run.model, x, y, ctx)
     run.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     run.optimizer.step()

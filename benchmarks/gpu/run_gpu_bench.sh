@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# GPU measurements of issue 7 (Speed), for a session that has a GPU: ResNet-18 on cifar10-jpeg,
+# batch 512, the fast path (bf16 autocast, channels_last, torch.compile, nuclear-norm group 64)
+# against the faithful float32 step, for speed (nuat bench) and robust accuracy (short nuat train
+# runs + nuat eval). Each stage fits one device command (< 10 min on an H100); run them one by one:
+#
+#   benchmarks/gpu/run_gpu_bench.sh env       # GPU, torch, a 20 s smoke test of the fast path
+#   benchmarks/gpu/run_gpu_bench.sh bench     # methods x {fp32, fast}, interleaved (~4-6 min)
+#   benchmarks/gpu/run_gpu_bench.sh flags     # NuAT and ERM under each flag alone (~4-6 min)
+#   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20 (~6-8 min)
+#
+# env: DATA (default: $NUAT_DATA, else ../shared/data, else /work/shared/data), NUAT (default:
+# nuat), RESULTS (default: $OUT if set -- the device tool's output folder -- else benchmarks/gpu),
+# BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval images: 1000);
+# for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18), TRAIN_ARGS
+# (extra nuat train arguments, e.g. "--train-limit 2000").
+# Results: $RESULTS/<stage>.json/.md (nuat bench), $RESULTS/accuracy.md, logs beside them.
+# Commit benchmarks/gpu/*.md and *.json afterwards and fill in the GPU section of docs/speed.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+stage=${1:-}
+NUAT=${NUAT:-nuat}
+if [[ -z "${DATA:-}" ]]; then
+  for d in "${NUAT_DATA:-}" ../shared/data /work/shared/data shared/data; do
+    [[ -n "$d" && -d "$d" ]] && { DATA=$d; break; }
+  done
+fi
+DATA=${DATA:?set DATA to the folder holding cifar10-jpeg/}
+RESULTS=${RESULTS:-${OUT:-benchmarks/gpu}}
+BATCH=${BATCH:-512}
+STEPS=${STEPS:-10}
+TRIALS=${TRIALS:-5}
+EPOCHS=${EPOCHS:-10}
+N=${N:-1000}
+METHODS=${METHODS:-erm,nuat,nuat-wa,pgd-at,trades}
+DEVICE=${DEVICE:-cuda}
+DATASET=${DATASET:-cifar10-jpeg}
+MODEL=${MODEL:-resnet18}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+mkdir -p "$RESULTS"
+common=(--dataset "$DATASET" --model "$MODEL" --batch-size "$BATCH" --data-dir "$DATA" --device "$DEVICE"
+        --steps "$STEPS" --trials "$TRIALS" --warmup 3)
+
+case "$stage" in
+  env)
+    nvidia-smi || true
+    python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and \
+torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_supported())"
+    # first use decodes cifar10-jpeg once into the cache (~1 min), then a 1-trial smoke test
+    $NUAT bench "${common[@]}" --methods erm,nuat --variants fp32,bf16+channels-last --steps 2 --trials 1 \
+      --out "$RESULTS/smoke" --quiet --check-syncs
+    ;;
+  bench)
+    $NUAT bench "${common[@]}" --methods "$METHODS" --variants fp32,fast --nuclear --check-syncs \
+      --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, fp32 vs fast" \
+      --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
+    ;;
+  flags)
+    $NUAT bench "${common[@]}" --methods erm,nuat \
+      --variants fp32,bf16,channels-last,compile,group64,bf16+channels-last,fast \
+      --title "nuat bench: each fast-path flag alone ($MODEL, $DATASET, batch $BATCH, $DEVICE)" \
+      --out "$RESULTS/flags" 2>&1 | tee "$RESULTS/flags.log"
+    ;;
+  accuracy)
+    # Same hyperparameters; fp32 and fast both with nuclear-norm group 64 so that only the numeric
+    # flags differ (the group size changes the regulariser, not the arithmetic). ACC_VARIANTS can
+    # add e.g. "fp32-whole" (the faithful whole-batch nuclear norm).
+    runs=${RUNS:-runs/gpu-speed}
+    declare -A extra=([fp32]="--nuclear-group-size 64" [fast]="--fast"
+                      [fp32-whole]="" [bf16]="--amp bf16 --nuclear-group-size 64"
+                      [compile]="--compile --nuclear-group-size 64")
+    table="$RESULTS/accuracy.md"
+    {
+      echo "# NuAT fp32 vs fast path: robust accuracy ($MODEL, $DATASET, batch $BATCH, $EPOCHS epochs, $DEVICE)"
+      echo
+      echo "| variant | flags | train s | val I-FGSM-7 | test clean | test PGD-20 |"
+      echo "|---|---|---:|---:|---:|---:|"
+    } > "$table"
+    for v in ${ACC_VARIANTS:-fp32 fast}; do
+      out="$runs/nuat-$v"
+      # shellcheck disable=SC2086
+      $NUAT train --dataset "$DATASET" --model "$MODEL" --method nuat --batch-size "$BATCH" --lr 0.2 \
+        --epochs "$EPOCHS" --data-dir "$DATA" --device "$DEVICE" --out "$out" --overwrite --no-progress \
+        --final-eval 0 ${extra[$v]} $TRAIN_ARGS 2>&1 | tee "$RESULTS/accuracy-$v.log"
+      $NUAT eval "$out" --n "$N" --attacks clean,pgd-20 --data-dir "$DATA" --device "$DEVICE" --no-progress \
+        --out "$out/eval" --overwrite 2>&1 | tee -a "$RESULTS/accuracy-$v.log"
+      cp "$out/metrics.jsonl" "$RESULTS/accuracy-$v-metrics.jsonl"
+      cp "$out/eval/best/eval.json" "$RESULTS/accuracy-$v-eval.json" 2>/dev/null || true
+      python - "$out" "$v" "${extra[$v]}" >> "$table" <<'PY'
+import json, sys, pathlib
+out, name, flags = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+summary = json.loads((out / "summary.json").read_text())
+found = out / "eval" / "best" / "eval.json"  # nuat eval RUN_DIR writes eval/<checkpoint>/eval.json
+ev = json.loads(found.read_text()) if found.exists() else {}
+def acc(key):  # eval.json: {"attacks": [{"name": ..., "accuracy": ...}, ...], ...}
+    for row in ev.get("attacks", []):
+        if isinstance(row, dict) and row.get("name") == key:
+            return f"{100 * row['accuracy']:.1f}%"
+    return "see eval.json"
+print(f"| {name} | `{flags or '(none)'}` | {summary['train_seconds']:.0f} | "
+      f"{100 * summary['best_val_ifgsm7_acc']:.1f}% | {acc('clean')} | {acc('pgd-20')} |")
+PY
+    done
+    cat "$table"
+    ;;
+  *)
+    sed -n '2,20p' "$0"
+    exit 2
+    ;;
+esac

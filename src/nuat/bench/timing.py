@@ -1,0 +1,143 @@
+"""Timing primitives for ``nuat bench``: a host-side clock read only at trial boundaries, device
+synchronisation there (CUDA), robust summaries (median and spread) and peak-memory probes."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: ``wall``: elapsed time (what a user waits for); ``cpu``: CPU time of this process (all its
+#: threads), which on a shared CPU machine leaves out the time other processes held the cores.
+CLOCKS = ("wall", "cpu")
+
+
+def time_block(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per call of ``fn``, averaged over ``repeats``
+    back-to-back calls. The device is synchronised before and after the block only."""
+    synchronize(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu_start) / repeats
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    pos = q * (len(sorted_values) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median and spread of repeated measurements (one value per trial)."""
+
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+    n: int
+
+    @property
+    def rel_iqr(self) -> float:
+        """Inter-quartile range relative to the median (a robust coefficient of variation)."""
+        return (self.q3 - self.q1) / self.median if self.median else math.nan
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "rel_iqr": self.rel_iqr}
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Median, quartiles and range of ``values`` (finite values only)."""
+    v = sorted(float(x) for x in values if math.isfinite(x))
+    if not v:
+        return Summary(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    return Summary(statistics.median(v), _quantile(v, 0.25), _quantile(v, 0.75), v[0], v[-1], len(v))
+
+
+def _release_free_heap() -> None:
+    """glibc: give the free heap back to the OS (``malloc_trim(0)``), so that the next block's
+    working set shows up as resident-set growth; no-op elsewhere."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA ``max_memory_allocated``; on the CPU the process's
+    peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` where Linux allows it,
+    after returning the free heap to the OS), reported also as the rise above the resident set at
+    the start, i.e. the block's working set. ``None`` where unsupported."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._start = 0
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return
+        _release_free_heap()
+        self._start = _proc_status("VmRSS") or 0
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def peak(self) -> dict[str, int] | None:
+        """``{"peak_bytes": ..., "above_start_bytes": ...}`` since :meth:`reset`."""
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return {"peak_bytes": int(peak), "above_start_bytes": int(peak - self._start)}
+        peak = _proc_status("VmHWM")
+        if peak is None:
+            return None
+        return {"peak_bytes": peak, "above_start_bytes": max(peak - self._start, 0)}
+
+    @property
+    def kind(self) -> str:
+        return "CUDA allocated" if self.device.type == "cuda" else "process RSS"
+
+
+def _proc_status(key: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

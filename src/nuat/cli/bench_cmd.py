@@ -1,0 +1,81 @@
+"""``nuat bench``: time training methods (and the passes they are made of) in one process.
+
+Writes ``<out>.json`` and ``<out>.md`` and prints the Markdown report. See docs/speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from nuat.errors import UsageError
+
+DEFAULT_METHODS = "erm,nuat,nuat-wa,pgd-at,trades"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="time training methods and passes", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default: {DEFAULT_METHODS})")
+    p.add_argument("--dataset", default="mnist", help="data set (default: mnist)")
+    p.add_argument("--model", help="architecture (default: the data set's recipe)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the data set's recipe)")
+    p.add_argument("--eps", help="L-inf radius (default: the data set's recipe)")
+    p.add_argument("--steps", type=int, default=20, help="timed iterations per trial (default 20)")
+    p.add_argument("--trials", type=int, default=10, help="interleaved trials (default 10)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed iterations per method first (default 5)")
+    p.add_argument("--variants", default="fp32",
+                   help="comma-separated variants, each names joined by '+': fp32, bf16, channels-last, compile, "
+                        "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64); "
+                        "default fp32 (the faithful step)")
+    p.add_argument("--nuclear", action="store_true", help="also time the nuclear-norm backends")
+    p.add_argument("--check-syncs", action="store_true", help="CUDA: count host synchronisations per iteration")
+    p.add_argument("--data-dir", help="root holding <dataset>/ folders")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "
+                        "leaves out time other processes held the cores; use with --threads 1). Both are recorded")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output path without suffix (default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
+    p.add_argument("--title", default="nuat bench", help="heading of the Markdown report")
+    p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nuat.bench import BenchConfig, parse_variants, run_bench
+    from nuat.bench.report import markdown, write
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    cfg = BenchConfig(methods=methods, dataset=args.dataset, model=args.model, batch_size=args.batch_size,
+                      eps=args.eps, steps=args.steps, trials=args.trials, warmup=args.warmup,
+                      variants=parse_variants(args.variants), data_dir=args.data_dir, device=args.device,
+                      seed=args.seed, threads=args.threads, check_syncs=args.check_syncs,
+                      clock=args.clock)
+    cfg.validate()
+    if args.out is not None and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a path without suffix, e.g. {args.out}/bench")
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    result = run_bench(cfg, log=log)
+    if args.nuclear:
+        from nuat.bench.nuclear import bench_nuclear
+        from nuat.data import get_dataset_spec
+        from nuat.train.loop import resolve_device
+
+        classes = get_dataset_spec(cfg.dataset).num_classes or 10
+        rows = result["config"]["batch_size"]
+        log(f"bench: nuclear-norm backends on {rows} x {classes}")
+        result["nuclear"] = bench_nuclear(rows, classes, device=resolve_device(cfg.device),
+                                          group_sizes=(None, 64), trials=max(cfg.trials, 5), clock=cfg.clock)
+    out = args.out
+    if out is None:
+        kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"
+        c = result["config"]
+        out = f"benchmarks/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
+    json_path, md_path = write(result, Path(out), title=args.title, notes=args.note)
+    print(markdown(result, title=args.title, notes=args.note), end="")
+    print(f"wrote {json_path} and {md_path}")
+    return 0

@@ -1,0 +1,140 @@
+"""``nuat bench``: statistics, variants, floors, the report, and a short real run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nuat.bench.runner import BenchConfig, _build, _floor_rounds, _iterate
+from nuat.bench.timing import summarize
+from nuat.bench.variants import parse_variant, parse_variants
+from nuat.cli import main
+from nuat.errors import UsageError
+
+
+def test_summary_median_quartiles_range():
+    s = summarize([5.0, 1.0, 3.0, 2.0, 4.0, float("nan")])
+    assert (s.median, s.q1, s.q3, s.min, s.max, s.n) == (3.0, 2.0, 4.0, 1.0, 5.0, 5)
+    assert s.rel_iqr == pytest.approx(2 / 3)
+    assert math.isnan(summarize([]).median)
+
+
+def test_variants():
+    assert parse_variant("fp32").faithful
+    v = parse_variant("bf16+channels-last+group32")
+    assert (v.amp, v.channels_last, v.compile, v.group_size) == ("bf16", True, False, 32)
+    fast = parse_variant("fast")
+    assert (fast.amp, fast.channels_last, fast.compile, fast.group_size) == ("bf16", True, True, 64)
+    assert [x.name for x in parse_variants("fp32,fast")] == ["fp32", "fast"]
+    for bad in ("fp16", "fp32,fp32", "bf16+", "group0"):
+        with pytest.raises(UsageError):
+            parse_variants(bad)
+
+
+def test_floor_is_pass_counts_times_pass_times():
+    probe = SimpleNamespace(seconds={"forward": [1.0, 2.0], "forward_input_backward": [2.5, 5.0],
+                                     "forward_full_backward": [3.0, 6.0], "optimizer_step": [0.5, 0.5]})
+    # NuAT: 3 forwards, 1 input backward (1.5), 2 full backwards (2 each), one optimiser step
+    assert _floor_rounds([3, 1, 2], probe) == [3 + 1.5 + 4 + 0.5, 6 + 3 + 8 + 0.5]
+    assert _floor_rounds([1, 0, 1], probe) == [3.5, 6.5]  # ERM: forward + full backward + step
+
+
+def test_bench_config_errors():
+    with pytest.raises(UsageError, match="did you mean"):
+        BenchConfig(methods=["nuatt"]).validate()
+    with pytest.raises(UsageError, match="twice"):
+        BenchConfig(methods=["erm", "erm"]).validate()
+    with pytest.raises(UsageError, match="--steps"):
+        BenchConfig(methods=["erm"], steps=0).validate()
+
+
+def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "bench" / "mnist"
+    code = main(["bench", "--methods", "erm,nuat", "--steps", "1", "--trials", "2", "--warmup", "0",
+                 "--data-dir", str(real_data_dir), "--batch-size", "32", "--out", str(out), "--quiet",
+                 "--threads", "1", "--nuclear", "--note", "test run"])
+    assert code == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["config"]["model"] == "small-cnn" and result["config"]["batch_size"] == 32
+    assert set(result["passes"]["fp32"]) >= {"forward", "forward_input_backward", "forward_full_backward",
+                                             "optimizer_step"}
+    rows = {m["method"]: m for m in result["methods"]}
+    assert rows["erm"]["passes_per_example"] == [1, 0, 1] and rows["nuat"]["passes_per_example"] == [3, 1, 2]
+    assert rows["nuat"]["seconds_per_iteration"]["n"] == 2 and rows["nuat"]["loss_finite"]
+    assert rows["erm"]["relative_to_erm"]["median"] == 1.0
+    assert rows["nuat"]["relative_to_erm"]["median"] > 1.0 and rows["nuat"]["floor_seconds"]["median"] > 0
+    assert result["environment"]["torch"] == torch.__version__ and result["environment"]["commit"]
+    assert {r["backend"] for r in result["nuclear"]} == {"svd", "gram", "newton-schulz"}
+    md = out.with_suffix(".md").read_text()
+    assert "| method | passes F / B_in / B_full | ms / iteration |" in md
+    assert "| erm | 1 / 0 / 1 |" in md and "| nuat | 3 / 1 / 2 |" in md and "test run" in md
+    assert "measured / floor" in md and "Nuclear norm backends" in md
+    assert "| method |" in capsys.readouterr().out
+
+
+def test_fast_path_switches_run_on_cpu(real_data_dir):
+    """bf16 autocast, channels_last and a nuclear group size through the loop's own step."""
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    t = _build(cfg, "nuat", parse_variant("bf16+channels-last+group16"), "unused")
+    assert t.run.cfg.amp == "bf16" and t.run.cfg.channels_last
+    assert t.run.method.group_size == 16
+    assert t.run.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    before = t.run.model.conv1.weight.detach().clone()
+    _iterate(t, 2)
+    assert t.progress.loss_is_finite() and t.progress.passes == [3 * 64, 64, 2 * 64]
+    assert t.run.model.conv1.weight.dtype == torch.float32
+    assert not torch.equal(before, t.run.model.conv1.weight)
+
+
+@pytest.mark.skipif(os.environ.get("NUAT_TEST_COMPILE") != "1",
+                    reason="torch.compile takes minutes on a small CPU; set NUAT_TEST_COMPILE=1")
+def test_compile_switch_runs(real_data_dir):
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    t = _build(cfg, "nuat", parse_variant("compile"), "unused")
+    assert t.run.step_model is not t.run.model
+    _iterate(t, 2)
+    assert t.progress.loss_is_finite()
+    assert not any(k.startswith("_orig_mod") for k in t.run.model.state_dict())  # checkpoints unchanged
+
+
+def test_train_cli_fast_flags(tmp_path):
+    from nuat.cli import build_parser
+    from nuat.cli.train_cmd import resolve_config
+
+    def cfg(*argv):
+        args = build_parser().parse_args(["train", "--dataset", "mnist", "--out", str(tmp_path / "r"), *argv])
+        return resolve_config(args)
+
+    plain = cfg("--method", "nuat")
+    assert (plain.amp, plain.channels_last, plain.compile) == ("off", False, False)
+    assert "nuclear_group_size" not in plain.method_hparams
+    fast = cfg("--method", "nuat", "--fast")
+    assert (fast.amp, fast.channels_last, fast.compile) == ("bf16", True, True)
+    assert fast.method_hparams["nuclear_group_size"] == 64
+    assert cfg("--method", "nuat", "--fast", "--nuclear-group-size", "32").method_hparams["nuclear_group_size"] == 32
+    assert "nuclear_group_size" not in cfg("--method", "pgd-at", "--fast").method_hparams
+    assert cfg("--method", "erm", "--amp", "bf16", "--channels-last").amp == "bf16"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux")
+def test_cpu_training_step_does_not_fault_in_fresh_pages(real_data_dir):
+    """With glibc keeping freed memory (set by build_run on the CPU), the step's activations reuse
+    mapped pages: no thousands of minor page faults per iteration."""
+    import resource
+
+    from nuat.train.fastpath import keep_freed_cpu_memory
+
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=128, warmup=0, steps=1, trials=1)
+    t = _build(cfg, "nuat", parse_variant("fp32"), "unused")
+    if not keep_freed_cpu_memory():
+        pytest.skip("not glibc")
+    _iterate(t, 4)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    _iterate(t, 6)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 6
+    assert faults < 200, f"{faults:.0f} minor page faults per iteration"
