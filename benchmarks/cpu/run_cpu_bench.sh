@@ -4,14 +4,14 @@
 # Writes benchmarks/cpu/mnist-small-cnn-b128.{json,md}.
 #
 # env: DATA (default ../shared/data), NUAT (default nuat), THREADS (default 1), CLOCK (default cpu:
-# process CPU time, robust on a shared machine; use wall on an idle one), STEPS (10), TRIALS (30).
+# process CPU time, robust on a shared machine; use wall on an idle one), STEPS (10), TRIALS (30),
+# NOTE (a line for the report).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 NUAT=${NUAT:-nuat}
-load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 $NUAT bench --methods erm,nuat,nuat-wa,pgd-at,trades --dataset mnist --model small-cnn --batch-size 128 \
   --steps "${STEPS:-10}" --trials "${TRIALS:-30}" --warmup 5 --threads "${THREADS:-1}" --clock "${CLOCK:-cpu}" \
   --nuclear --data-dir "$DATA" --title "nuat bench: CPU, small-cnn, MNIST, batch 128" \
-  --note "load average (1/5/15 min) when started: $load on $(nproc) cores shared with other jobs" \
+  --note "${NOTE:-$(nproc) cores, shared with other jobs (load averages above)}" \
   --out benchmarks/cpu/mnist-small-cnn-b128 "$@"

@@ -24,8 +24,9 @@ def row(run: Path) -> tuple[str, dict]:
             r = test[name]
             cells.append(f"{name}: epoch {r['epoch']}, clean {100 * r['clean_acc']:.1f}%, PGD-100 {100 * r['pgd100_acc']:.1f}%")
     effective = metrics[-1].get("effective_two_step_epochs")
-    line = (f"| {config['method']} | {' ; '.join(cells)} | {summary['train_seconds']:.0f} | {process:.0f} | "
-            f"{'-' if effective is None else f'{effective:.2f}'} |")
+    schedule = f"lr {config['lr']:g}, up {config['lr_up']:.2f}, down {config['lr_down']:.2f}"
+    line = (f"| {config['method']} | `{run}` | {schedule} | {' ; '.join(cells)} | {summary['train_seconds']:.0f} | "
+            f"{process:.0f} | {'-' if effective is None else f'{effective:.2f}'} |")
     return line, config
 
 
@@ -36,13 +37,17 @@ def main(runs: list[str]) -> None:
           f"{c['batch_size']}, seed {c['seed']})\n")
     print("Test numbers: first 1,000 test images, best checkpoint by validation I-FGSM-7, reloaded with "
           "`nuat.load_model`; PGD-100 with uniform random start, step eps/10.\n")
-    print("| method | best checkpoint(s) | train seconds | whole process seconds | effective two-step epochs |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| method | run | LR schedule (fractions of the run) | best checkpoint(s) | train seconds | "
+          "whole process seconds | effective two-step epochs |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
+    print("\nSeconds are wall time and depend on what else ran on the machine (see the note below the table).")
     commits = sorted({cfg["commit"] for cfg in configs})
     machines = sorted({cfg["machine"] for cfg in configs})
     print(f"\nMachine: {'; '.join(machines)}. Commit: {', '.join(commits)}.")
-    print("Command: `scripts/foundation/train_fashion_variants.sh ../shared/data nuat nuat-wa nuat2 nuat-h`.")
+    print(f"Runs: {' '.join(runs)}. Command for a run `runs/fashion-mnist-METHOD`: "
+          "`scripts/foundation/train_fashion_variants.sh ../shared/data METHOD`; rows from `runs/baselines/` come "
+          "from `scripts/baselines/run_all.sh` (shared LR schedule of the baselines table).")
 
 
 if __name__ == "__main__":

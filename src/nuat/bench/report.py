@@ -40,8 +40,7 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
         f"- {cfg['dataset']}, `{cfg['model']}`, batch {cfg['batch_size']}, eps {cfg['eps']:.4g}; "
         f"{cfg['trials']} interleaved trials x {cfg['steps']} iterations after {cfg['warmup']} warm-up iterations",
         f"- machine: {env['machine']}; device {env['device']}",
-        f"- torch {env['torch']}, Python {env['python']}, torch threads {env['torch_threads']}; "
-        f"commit `{env['commit']}`; {result['created']}",
+        f"- torch threads {env['torch_threads']}; commit `{env['commit']}`; {result['created']}",
         f"- load average (1/5/15 min) before: {env['load_average_before']}, after: {env['load_average_after']}",
     ]
     if result.get("command"):

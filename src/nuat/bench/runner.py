@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import math
 import platform
+import shlex
 import sys
 import tempfile
 import warnings
@@ -358,7 +359,7 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
     return {
         "schema": 1,
         "created": started.isoformat(timespec="seconds"),
-        "command": "nuat " + " ".join(sys.argv[1:]) if sys.argv and "nuat" in sys.argv[0] else None,
+        "command": "nuat " + shlex.join(sys.argv[1:]) if sys.argv and "nuat" in sys.argv[0] else None,
         "config": {
             "methods": list(cfg.methods), "dataset": first.dataset, "model": first.model,
             "batch_size": first.batch_size, "eps": first.eps, "steps": cfg.steps, "trials": cfg.trials,

@@ -69,6 +69,8 @@ class Method:
 
     name: str = ""
     summary: str = ""
+    #: whether the method trains for robustness (False: no catastrophic-overfitting check)
+    adversarial: bool = True
     defaults: MethodDefaults = MethodDefaults()
 
     def __init__(self, **hparams: Any) -> None:

@@ -17,6 +17,9 @@ DEFAULTS = MethodDefaults()
 class ERM(Method):
     """Empirical risk minimisation: ``CE(f(X), Y)`` on the clean minibatch. No hyperparameters."""
 
+    #: no robustness is trained, so there is none to collapse (nuat.train.health skips the check)
+    adversarial = False
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
         logits = model(x)
         ce = F.cross_entropy(logits, y)

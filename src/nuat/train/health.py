@@ -32,8 +32,8 @@ def is_collapse(best_robust: float | None, previous_clean: float | None, robust:
 
 def after_epoch(run: "Run", epoch: int, stats: dict[str, Any]) -> bool:
     """Flag a collapse in ``stats``; return True when the epoch must be rolled back and redone."""
-    collapsed = is_collapse(run.best.get(""), run.health.get("previous_val_clean"),
-                            stats["val_ifgsm7_acc"], stats["val_clean_acc"])
+    collapsed = run.method.adversarial and is_collapse(
+        run.best.get(""), run.health.get("previous_val_clean"), stats["val_ifgsm7_acc"], stats["val_clean_acc"])
     stats["collapse"] = collapsed
     if collapsed:
         run.log(f"warning: catastrophic overfitting suspected in epoch {epoch + 1}: validation I-FGSM-7 "
