@@ -26,7 +26,7 @@ def row(run: Path) -> tuple[str, dict]:
     effective = metrics[-1].get("effective_two_step_epochs")
     schedule = f"lr {config['lr']:g}, up {config['lr_up']:.2f}, down {config['lr_down']:.2f}"
     line = (f"| {config['method']} | `{run}` | {schedule} | {' ; '.join(cells)} | {summary['train_seconds']:.0f} | "
-            f"{process:.0f} | {'-' if effective is None else f'{effective:.2f}'} |")
+            f"{'-' if process != process else f'{process:.0f}'} | {'-' if effective is None else f'{effective:.2f}'} |")
     return line, config
 
 
@@ -41,7 +41,8 @@ def main(runs: list[str]) -> None:
           "whole process seconds | effective two-step epochs |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
-    print("\nSeconds are wall time and depend on what else ran on the machine (see the note below the table).")
+    print("\nSeconds are wall time and depend on what else ran on the 2-core machine: only the `nuat` row ran alone "
+          "(other jobs paused); the others shared the cores with up to 4 other training/evaluation jobs.")
     commits = sorted({cfg["commit"] for cfg in configs})
     machines = sorted({cfg["machine"] for cfg in configs})
     print(f"\nMachine: {'; '.join(machines)}. Commit: {', '.join(commits)}.")

@@ -84,9 +84,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refusing {path}: it is not plain tensors (weights_only load failed: {first})") from None
+    except Exception:
+        raise CheckpointError(f"refusing {path}: it is neither safetensors nor a plain state dict that "
+                              "torch.load(weights_only=True) can read; nothing in it was executed") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
