@@ -126,7 +126,8 @@ def _checks(result: dict[str, Any]) -> list[str]:
             "|---|---|---:|---:|---|", *rows]
 
 
-def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench", notes: list[str] | None = None) -> tuple[Path, Path]:
+def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
+          notes: list[str] | None = None) -> tuple[Path, Path]:
     """Write ``<out>.json`` and ``<out>.md`` (``out`` without suffix); returns both paths."""
     out = Path(out)
     if out.suffix in (".json", ".md"):

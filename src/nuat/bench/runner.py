@@ -248,6 +248,12 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
     device = resolve_device(cfg.device)
     if any(v.amp == "bf16" for v in cfg.variants) and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("this GPU does not support bfloat16; drop the bf16 variants")
+    if any(v.compile for v in cfg.variants):
+        # one process compiles the same forward for many runs, modes and variants: do not let
+        # dynamo's default limit of 8 graphs per function fall back to eager silently
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(getattr(dynamo_config, "recompile_limit", 8), 64)
     load_before = load_average()
     started = _dt.datetime.now(_dt.timezone.utc)
     timed: list[_Timed] = []

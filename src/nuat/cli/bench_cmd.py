@@ -38,7 +38,8 @@ def add_parser(sub: Any) -> None:
                    help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "
                         "leaves out time other processes held the cores; use with --threads 1). Both are recorded")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output path without suffix (default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
+    p.add_argument("--out", help="output path without suffix "
+                   "(default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
     p.add_argument("--title", default="nuat bench", help="heading of the Markdown report")
     p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -114,7 +114,7 @@ def accuracy_sums(logits_clean: torch.Tensor, logits_adv: torch.Tensor | None, y
     """Correct-prediction counts as device tensors (no host sync)."""
     sums = {
         "correct_clean": (logits_clean.detach().argmax(1) == y).sum(),
-        "n": torch.tensor(y.shape[0], device=y.device),
+        "n": torch.full((), y.shape[0], device=y.device, dtype=torch.int64),
     }
     if logits_adv is not None:
         sums["correct_adv"] = (logits_adv.detach().argmax(1) == y).sum()

@@ -65,5 +65,5 @@ def adversarial_sums(logits_adv: torch.Tensor, labels: torch.Tensor) -> dict[str
     forward pass that the method itself does not need, and the cost accounting would count it."""
     return {
         "correct_adv": (logits_adv.detach().argmax(1) == labels).sum(),
-        "n": torch.tensor(labels.shape[0], device=labels.device),
+        "n": torch.full((), labels.shape[0], device=labels.device, dtype=torch.int64),
     }
