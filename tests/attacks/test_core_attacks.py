@@ -6,20 +6,9 @@ from torch import nn
 
 from nuat.attacks import fgsm, ifgsm, nuclear, pgd, pgd_trace
 from nuat.projections import check_linf
+from nuat_testing import Linear, edge_batch as batch, tiny_cnn
 
 
-def tiny_cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 8 * 8, 10)).eval()
-
-
-def batch(seed=0, n=16):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 8, 8, generator=g)
-    x[:4] = 0.0  # pixels at the box edges
-    x[4:8] = 1.0
-    return x, torch.randint(0, 10, (n,), generator=g)
 
 
 ATTACKS = {
@@ -40,17 +29,6 @@ def test_attack_stays_in_ball_and_box(name, eps):
     x_adv = ATTACKS[name](model, x, y, eps)
     check_linf(x_adv, x, eps)
     assert x_adv.dtype == x.dtype and x_adv.shape == x.shape
-
-
-class Linear(nn.Module):
-    """f(x) = W x + b on flattened inputs: the worst case in an L-inf ball is known in closed form."""
-
-    def __init__(self, w, b):
-        super().__init__()
-        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.w.T + self.b
 
 
 def test_fgsm_and_pgd_match_closed_form_on_binary_linear_model():

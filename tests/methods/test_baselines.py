@@ -17,39 +17,14 @@ from nuat.methods.base import StepContext
 from nuat.methods.gat import softmax_l2
 from nuat.projections import check_linf
 from nuat.train.schedules import lambda_ramp
+from nuat_testing import Linear, edge_batch, tiny_cnn
 
 BASELINES = ["erm", "fgsm-at", "rfgsm-at", "fbf", "gat", "pgd-at", "trades", "awp", "trades-awp"]
-
-
-def tiny_cnn(seed=0, batchnorm=True):
-    torch.manual_seed(seed)
-    norm = nn.BatchNorm2d(4) if batchnorm else nn.Identity()
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), norm, nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 8 * 8, 10)).train()
-
-
-def edge_batch(seed=0, m=24):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(m, 1, 8, 8, generator=g)
-    x[:4] = 0.0  # pixels at the box edges: the box must clip there
-    x[4:8] = 1.0
-    return x, torch.randint(0, 10, (m,), generator=g)
 
 
 def context(eps, *, lam=0.0, batch_index=0, epoch=0, epochs=4, seed=0):
     return StepContext(epoch=epoch, epochs=epochs, batch_index=batch_index, iteration=batch_index, eps=eps,
                        lam=lam, generator=torch.Generator().manual_seed(seed))
-
-
-class Linear(nn.Module):
-    """f(x) = W x + b on flattened inputs: its worst case in an L-inf ball is known in closed form."""
-
-    def __init__(self, w, b):
-        super().__init__()
-        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.w.T + self.b
 
 
 def binary_linear(seed=0, d=16, m=12):
@@ -69,7 +44,7 @@ def binary_linear(seed=0, d=16, m=12):
 @pytest.mark.parametrize("name", sorted(METHODS))
 @pytest.mark.parametrize("eps", [8 / 255, 0.3])
 def test_adversarial_batch_in_ball_and_box(name, eps):
-    model, (x, y) = tiny_cnn(), edge_batch()
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=24)
     method = build_method(name)
     lam = method.defaults.lam_max
     before = {k: v.clone() for k, v in model.named_parameters()}
@@ -175,7 +150,7 @@ def test_trades_loss_equals_hand_computation():
 
 
 def test_gat_regulariser_and_attack_alternation():
-    model, (x, y) = tiny_cnn(batchnorm=False), edge_batch()  # no running statistics moving between calls
+    model, (x, y) = tiny_cnn(batchnorm=False, train=True), edge_batch(n=24)  # no running statistics moving between calls
     method = build_method("gat")
     assert method.defaults.lam_max == 10.0
     assert lambda_ramp(0, 8, lam_max=10.0, ramp_fraction=method.defaults.ramp_fraction) == 10.0
@@ -196,7 +171,7 @@ def test_gat_regulariser_and_attack_alternation():
 # --- AWP -------------------------------------------------------------------------------------------
 
 def test_awp_perturbs_every_weight_by_gamma_of_its_norm_and_restores_it():
-    model, (x, y) = tiny_cnn(), edge_batch()
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=24)
     method = build_method("awp", gamma=0.01)
     original = {k: v.clone() for k, v in model.named_parameters()}
     ctx = context(0.1)
@@ -229,7 +204,7 @@ def test_awp_perturbs_every_weight_by_gamma_of_its_norm_and_restores_it():
 
 
 def test_awp_update_is_the_gradient_at_the_perturbed_weights_applied_to_the_original():
-    model, (x, y) = tiny_cnn(), edge_batch()
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=24)
     method = build_method("awp")
     original = {k: v.clone() for k, v in model.named_parameters()}
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -244,7 +219,7 @@ def test_awp_update_is_the_gradient_at_the_perturbed_weights_applied_to_the_orig
 
 
 def test_awp_warmup_and_trades_base():
-    model, (x, y) = tiny_cnn(), edge_batch()
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=24)
     method = build_method("trades-awp")
     assert method.warmup_fraction == 0.05 and method.hparams["beta"] == 6.0
     before = {k: v.clone() for k, v in model.named_parameters()}

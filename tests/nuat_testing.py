@@ -1,0 +1,32 @@
+"""Small models and batches shared by the attack and method tests."""
+
+import torch
+from torch import nn
+
+
+def tiny_cnn(seed=0, batchnorm=True, train=False):
+    """A 1-channel 8x8 CNN with 10 classes (BatchNorm optional), in eval mode unless ``train``."""
+    torch.manual_seed(seed)
+    norm = nn.BatchNorm2d(4) if batchnorm else nn.Identity()
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), norm, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    return model.train(train)
+
+
+def edge_batch(seed=0, n=16):
+    """(n, 1, 8, 8) images in [0, 1] whose first 8 sit on the box edges (all 0, all 1), and labels."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    x[:4] = 0.0  # pixels at the box edges: the box must clip there
+    x[4:8] = 1.0
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+class Linear(nn.Module):
+    """f(x) = W x + b on flattened inputs: its worst case in an L-inf ball is known in closed form."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + self.b
