@@ -8,7 +8,6 @@ from safetensors.torch import save_file
 
 import nuat
 from nuat.checkpoints import load_state_dict_file, save_model
-from nuat.cli import main
 from nuat.errors import CheckpointError
 from nuat.models import build_model
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from nuat.attacks import fgsm, ifgsm, nuclear, pgd, pgd_trace
 from nuat.projections import check_linf

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from nuat.attacks import gama_pgd, pgd, pgd_trace, square, targeted_pgd
 from nuat.attacks.gama import gama_step_size, softmax_margin

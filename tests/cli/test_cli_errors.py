@@ -1,6 +1,5 @@
 """Bad input: one line on stderr, exit code 2, nothing written (a property-based sweep)."""
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nuat.cli import build_parser
 from nuat.cli.train_cmd import resolve_config

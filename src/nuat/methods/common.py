@@ -67,3 +67,14 @@ def adversarial_sums(logits_adv: torch.Tensor, labels: torch.Tensor) -> dict[str
         "correct_adv": (logits_adv.detach().argmax(1) == labels).sum(),
         "n": torch.full((), labels.shape[0], device=labels.device, dtype=torch.int64),
     }
+
+
+def adversarial_ce(model: nn.Module, x_adv: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``CE(f(X~), Y)`` in the model's current (train) mode and its per-batch sums (``correct_adv``,
+    ``n``, ``ce_adv``, ``loss``): the training loss of FBF, R-FGSM-AT and PGD-AT."""
+    logits_adv = model(x_adv)
+    loss = F.cross_entropy(logits_adv, labels)
+    sums = adversarial_sums(logits_adv, labels)
+    sums["ce_adv"] = loss.detach() * labels.shape[0]
+    sums["loss"] = sums["ce_adv"]
+    return loss, sums

@@ -12,11 +12,10 @@ not part of the method here (the loop selects the best epoch on validation I-FGS
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput
-from nuat.methods.common import adversarial_sums, ce_objective, signed_ascent
+from nuat.methods.common import adversarial_ce, ce_objective, signed_ascent
 from nuat.projections import random_uniform_start
 
 DEFAULTS = MethodDefaults(lr_up=0.4, lr_down=0.6)
@@ -33,9 +32,5 @@ class FBF(Method):
         step = 1.25 * ctx.eps if self.step_size is None else self.step_size
         start = random_uniform_start(x, ctx.eps, ctx.generator)
         x_adv = signed_ascent(model, start, x, ce_objective(y), eps=ctx.eps, step_size=step, steps=1)
-        logits_adv = model(x_adv)
-        loss = F.cross_entropy(logits_adv, y)
-        sums = adversarial_sums(logits_adv, y)
-        sums["ce_adv"] = loss.detach() * y.shape[0]
-        sums["loss"] = sums["ce_adv"]
+        loss, sums = adversarial_ce(model, x_adv, y)
         return StepOutput(loss=loss, sums=sums, x_adv=x_adv, passes=(2, 1, 1))

@@ -14,11 +14,10 @@ The class also exposes the two halves of a step (:meth:`adversarial_batch`,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput
-from nuat.methods.common import adversarial_sums, ce_objective, signed_ascent
+from nuat.methods.common import adversarial_ce, ce_objective, signed_ascent
 from nuat.projections import random_uniform_start
 
 DEFAULTS = MethodDefaults()
@@ -47,11 +46,7 @@ class PGDAT(Method):
     def training_loss(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                       ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor], Passes]:
         """``CE(f(X~), Y)`` in train mode, its per-batch sums and its passes (1 forward, 1 full backward)."""
-        logits_adv = model(x_adv)
-        loss = F.cross_entropy(logits_adv, y)
-        sums = adversarial_sums(logits_adv, y)
-        sums["ce_adv"] = loss.detach() * y.shape[0]
-        sums["loss"] = sums["ce_adv"]
+        loss, sums = adversarial_ce(model, x_adv, y)
         return loss, sums, (1, 0, 1)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:

@@ -10,11 +10,10 @@ the NuAT paper's Tables 1 and 2; Tramèr et al. themselves mixed clean and adver
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput
-from nuat.methods.common import adversarial_sums, ce_objective, signed_ascent
+from nuat.methods.common import adversarial_ce, ce_objective, signed_ascent
 from nuat.projections import bernoulli_start
 
 DEFAULTS = MethodDefaults()
@@ -35,9 +34,5 @@ class RFGSMAT(Method):
         # sign(N(0, I)) is a fair +-1 per pixel: the same law as NuAT's Bernoulli start
         start = bernoulli_start(x, alpha, ctx.generator)
         x_adv = signed_ascent(model, start, x, ce_objective(y), eps=ctx.eps, step_size=ctx.eps - alpha, steps=1)
-        logits_adv = model(x_adv)
-        loss = F.cross_entropy(logits_adv, y)
-        sums = adversarial_sums(logits_adv, y)
-        sums["ce_adv"] = loss.detach() * y.shape[0]
-        sums["loss"] = sums["ce_adv"]
+        loss, sums = adversarial_ce(model, x_adv, y)
         return StepOutput(loss=loss, sums=sums, x_adv=x_adv, passes=(2, 1, 1))
