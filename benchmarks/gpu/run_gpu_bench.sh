@@ -2,18 +2,23 @@
 # GPU measurements of issue 7 (Speed), for a session that has a GPU: ResNet-18 on cifar10-jpeg,
 # batch 512, the fast path (bf16 autocast, channels_last, torch.compile, nuclear-norm group 64)
 # against the faithful float32 step, for speed (nuat bench) and robust accuracy (short nuat train
-# runs + nuat eval). Each stage fits one device command (< 10 min on an H100); run them one by one:
+# runs + nuat eval). Each stage fits one device command (< 10 min on an H100):
 #
-#   benchmarks/gpu/run_gpu_bench.sh env       # GPU, torch, a 20 s smoke test of the fast path
-#   benchmarks/gpu/run_gpu_bench.sh bench     # methods x {fp32, fast}, interleaved (~4-6 min)
-#   benchmarks/gpu/run_gpu_bench.sh flags     # NuAT and ERM under each flag alone (~4-6 min)
-#   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20 (~6-8 min)
+#   benchmarks/gpu/run_gpu_bench.sh env       # GPU, torch, decode cifar10-jpeg into the cache
+#   benchmarks/gpu/run_gpu_bench.sh bench     # ERM, NuAT, PGD-AT x {fp32, fast}, interleaved
+#   benchmarks/gpu/run_gpu_bench.sh flags     # the same methods under each eager flag alone
+#   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20
+#   benchmarks/gpu/run_gpu_bench.sh lease     # all four in one command, each under a time limit
+#                                             # (T_ENV, T_BENCH, T_FLAGS, T_ACC seconds), results
+#                                             # packed into $OUT/gpu-results.tar.gz after each
 #
 # env: DATA (default: $NUAT_DATA, else ../shared/data, else /work/shared/data), NUAT (default:
-# nuat), RESULTS (default: $OUT if set -- the device tool's output folder -- else benchmarks/gpu),
-# BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval images: 1000);
-# for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18), TRAIN_ARGS
-# (extra nuat train arguments, e.g. "--train-limit 2000").
+# nuat), PYTHON (python3), RESULTS (default: $OUT if set -- the device tool's output folder -- else
+# benchmarks/gpu), BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval
+# images: 1000), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
+# checkout); for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18),
+# BENCH_VARIANTS (fp32,fast), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g.
+# "--train-limit 2000"), ACC_VARIANTS ("fp32 fast").
 # Results: $RESULTS/<stage>.json/.md (nuat bench), $RESULTS/accuracy.md, logs beside them.
 # Commit benchmarks/gpu/*.md and *.json afterwards and fill in the GPU section of docs/speed.md.
 set -euo pipefail
@@ -32,7 +37,10 @@ STEPS=${STEPS:-10}
 TRIALS=${TRIALS:-5}
 EPOCHS=${EPOCHS:-10}
 N=${N:-1000}
-METHODS=${METHODS:-erm,nuat,nuat-wa,pgd-at,trades}
+METHODS=${METHODS:-erm,nuat,pgd-at}
+PYTHON=${PYTHON:-python3}
+BENCH_VARIANTS=${BENCH_VARIANTS:-fp32,fast}
+FLAG_VARIANTS=${FLAG_VARIANTS:-fp32,bf16,channels-last,group64,bf16+channels-last+group64}
 DEVICE=${DEVICE:-cuda}
 DATASET=${DATASET:-cifar10-jpeg}
 MODEL=${MODEL:-resnet18}
@@ -44,21 +52,20 @@ common=(--dataset "$DATASET" --model "$MODEL" --batch-size "$BATCH" --data-dir "
 case "$stage" in
   env)
     nvidia-smi || true
-    python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and \
+    $PYTHON -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and \
 torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_supported())"
-    # first use decodes cifar10-jpeg once into the cache (~1 min), then a 1-trial smoke test
-    $NUAT bench "${common[@]}" --methods erm,nuat --variants fp32,bf16+channels-last --steps 2 --trials 1 \
-      --out "$RESULTS/smoke" --quiet --check-syncs
+    # first use decodes cifar10-jpeg once into the decode cache (NUAT_CACHE)
+    $PYTHON -c "import sys, time; t = time.time(); from nuat.data import load_dataset; \
+[load_dataset('$DATASET', s, data_dir='$DATA') for s in ('train', 'test')]; print(f'decoded in {time.time() - t:.1f} s')"
     ;;
   bench)
-    $NUAT bench "${common[@]}" --methods "$METHODS" --variants fp32,fast --nuclear --check-syncs \
+    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --check-syncs \
       --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, fp32 vs fast" \
       --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
     ;;
   flags)
-    $NUAT bench "${common[@]}" --methods erm,nuat \
-      --variants fp32,bf16,channels-last,compile,group64,bf16+channels-last,fast \
-      --title "nuat bench: each fast-path flag alone ($MODEL, $DATASET, batch $BATCH, $DEVICE)" \
+    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$FLAG_VARIANTS" \
+      --title "nuat bench: each eager fast-path flag alone ($MODEL, $DATASET, batch $BATCH, $DEVICE)" \
       --out "$RESULTS/flags" 2>&1 | tee "$RESULTS/flags.log"
     ;;
   accuracy)
@@ -86,7 +93,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
         --out "$out/eval" --overwrite 2>&1 | tee -a "$RESULTS/accuracy-$v.log"
       cp "$out/metrics.jsonl" "$RESULTS/accuracy-$v-metrics.jsonl"
       cp "$out/eval/best/eval.json" "$RESULTS/accuracy-$v-eval.json" 2>/dev/null || true
-      python - "$out" "$v" "${extra[$v]}" >> "$table" <<'PY'
+      $PYTHON - "$out" "$v" "${extra[$v]}" >> "$table" <<'PY'
 import json, sys, pathlib
 out, name, flags = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 summary = json.loads((out / "summary.json").read_text())
@@ -103,8 +110,24 @@ PY
     done
     cat "$table"
     ;;
+  lease)
+    # one device command: a stage that overruns its limit is stopped (SIGTERM, then SIGKILL) and
+    # the next one starts; what is done so far is packed into one archive after each stage (the
+    # device tool brings back few files)
+    pack() { tar -czf "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" -C "$RESULTS" . \
+               && mv "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" "${OUT:-$RESULTS}/gpu-results.tar.gz"; }
+    if [[ -n "${OUT:-}" && "$RESULTS" == "$OUT" ]]; then RESULTS=$(mktemp -d); export RESULTS; fi
+    for pair in "env:${T_ENV:-60}" "bench:${T_BENCH:-210}" "flags:${T_FLAGS:-110}" "accuracy:${T_ACC:-170}"; do
+      name=${pair%%:*} limit=${pair##*:}
+      start=$(date +%s)
+      echo "== stage $name (limit ${limit}s) =="
+      timeout --signal=TERM --kill-after=15 "$limit" "$0" "$name" || echo "== stage $name ended with exit $? =="
+      echo "== stage $name took $(( $(date +%s) - start ))s =="
+      pack
+    done
+    ;;
   *)
-    sed -n '2,20p' "$0"
+    sed -n '2,25p' "$0"
     exit 2
     ;;
 esac

@@ -10,6 +10,7 @@ import torch
 
 import nuat.data.folder as folder_mod
 from nuat.data import ArrayImageData, FolderImageData, load_dataset, subset
+from nuat.data.folder import interleave_classes
 from nuat.errors import DataError
 
 CLASSES = ["cat", "ant", "bee"]  # deliberately unsorted: labels follow sorted names
@@ -20,7 +21,7 @@ def test_imagefolder_png_lazy(tmp_path, fakes):
     fakes.write_image_folder(tmp_path / "imagefolder" / "val", CLASSES, 2, fmt="PNG")
     d = load_dataset("imagefolder", "train", tmp_path)
     assert isinstance(d, FolderImageData) and d.classes == ["ant", "bee", "cat"]
-    assert len(d) == 9 and d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert len(d) == 9 and d.labels.tolist() == [0, 1, 2] * 3  # classes interleaved
     assert d.image_shape == (3, 32, 32)
     x = d.get_batch(torch.tensor([0, 8, 4]))
     assert x.shape == (3, 3, 32, 32) and x.dtype == torch.uint8
@@ -57,14 +58,23 @@ def test_imagefolder_errors(tmp_path, fakes):
         d.get_batch(torch.tensor([0]))
 
 
+def test_interleave_classes_balances_every_prefix():
+    labels = [0] * 5 + [1] * 2 + [2] * 3
+    order = interleave_classes(labels)
+    assert sorted(order) == list(range(10))
+    assert [labels[i] for i in order] == [0, 1, 2, 0, 1, 2, 0, 2, 0, 0]
+    assert order[:3] == [0, 5, 7] and order[3:6] == [1, 6, 8]  # rank within a class is kept
+    assert interleave_classes(["b", "b", "a"]) == [0, 2, 1] and interleave_classes([]) == []
+
+
 def test_cifar10_jpeg_tar_sorted_and_cached(tmp_path, fakes, monkeypatch):
     tar = tmp_path / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
     fakes.write_jpeg_tar(tar, CLASSES, {"train": 3, "test": 2})
     d = load_dataset("cifar10-jpeg", "train", tmp_path)
     assert isinstance(d, ArrayImageData) and d.images.shape == (9, 3, 32, 32) and d.images.dtype == torch.uint8
-    assert d.classes == ["ant", "bee", "cat"] and d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    # sorted by (class, file name): the green channel encodes the file number k
-    assert (d.images[:, 1, 16, 16].float() - torch.tensor([10, 50, 90] * 3)).abs().max() <= 3
+    assert d.classes == ["ant", "bee", "cat"] and d.labels.tolist() == [0, 1, 2] * 3
+    # file name order within a class, classes interleaved: the green channel encodes the file number k
+    assert (d.images[:, 1, 16, 16].float() - torch.tensor([10] * 3 + [50] * 3 + [90] * 3)).abs().max() <= 3
     assert len(load_dataset("cifar10-jpeg", "test", tmp_path)) == 6
     caches = sorted(p.name for p in (tmp_path / "decoded").iterdir())
     assert len(caches) == 2 and all(n.startswith("cifar10-jpeg-") and n.endswith(".npz") for n in caches)
@@ -112,7 +122,7 @@ def test_imagenet100_class_list(tmp_path, fakes):
     listing = tmp_path / "my-classes.txt"
     listing.write_text("# two classes\nn3\n\nn1\n")
     d = load_dataset("imagenet-100", "train", tmp_path, class_list=listing, image_size=32)
-    assert d.classes == ["n3", "n1"] and len(d) == 4 and d.labels.tolist() == [0, 0, 1, 1]
+    assert d.classes == ["n3", "n1"] and len(d) == 4 and d.labels.tolist() == [0, 1, 0, 1]
     assert d.get_batch(torch.tensor([0]))[0, :, 3, 3].tolist() == [70, 10, 128]  # written as label 3
     (tmp_path / "imagenet-100").mkdir()
     (tmp_path / "imagenet-100" / "classes.txt").write_text("n2\nn0\nn1\n")

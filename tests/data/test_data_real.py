@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,15 @@ def test_real_cifar10_jpeg_members(real_data_dir):
 
     images = decode_images([m[2] for m in members], 5, 32, "real")
     assert images.shape == (5, 3, 32, 32) and images.dtype == np.uint8 and images.std() > 10
+
+
+def test_real_cifar10_jpeg_prefixes_are_class_balanced(real_data_dir):
+    """The archive is grouped by class; "the first 1,000 test images" must not be 1,000 airplanes."""
+    tar = real_data_dir / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    if not tar.is_file():
+        pytest.fail(f"{tar} is missing")
+    members, classes = read_tar_split(tar, "test")
+    assert len(members) == 10000 and len(classes) == 10
+    counts = Counter(m[0] for m in members[:1000])
+    assert sorted(counts) == classes and set(counts.values()) == {100}
+    assert [m[0] for m in members[:10]] == classes  # one of each class, in label order

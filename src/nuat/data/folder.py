@@ -1,7 +1,11 @@
 """ImageFolder layout ``<split>/<class>/<file>.jpg|png``: lazy loading, tarballs, decode cache.
 
-Classes are the sorted class-folder names (label i = i-th name), samples are
-ordered by class, then file name, so the order is reproducible.
+Classes are the sorted class-folder names (label i = i-th name). Samples are sorted by file name
+within each class, then the classes are interleaved round-robin (the first image of every class,
+then the second of every class, ...): the order is reproducible, and every prefix -- the "first N
+test images" of an evaluation, ``--train-limit N`` -- holds the classes in equal shares, as the
+shuffled files of the original CIFAR-10 do. (Class-sorted order would make the first 1,000
+cifar10-jpeg test images all airplanes.)
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +25,27 @@ import torch
 from nuat.data.imagedata import ArrayImageData, FolderImageData, fit_image
 from nuat.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "scan_image_folder", "find_split_dir", "load_image_folder",
+__all__ = ["IMAGE_EXTENSIONS", "interleave_classes", "scan_image_folder", "find_split_dir", "load_image_folder",
            "read_tar_split", "decode_images", "decoded_cache_dir", "cached_decode"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: class-interleaved order
 
 
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def interleave_classes(labels: Sequence[Hashable]) -> list[int]:
+    """Indices that reorder ``labels`` (class indices or names) round-robin over the classes:
+    rank 0 of every class (in order of first appearance), then rank 1, ...; within a class the
+    order is kept."""
+    by_class: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    groups = list(by_class.values())
+    longest = max((len(g) for g in groups), default=0)
+    return [g[rank] for rank in range(longest) for g in groups if rank < len(g)]
 
 
 def find_split_dir(folder: Path, names: Sequence[str]) -> Path | None:
@@ -62,7 +78,8 @@ def scan_image_folder(split_dir: Path,
         labels.extend([label] * len(files))
     if not paths:
         raise DataError(f"no .jpg/.jpeg/.png images in the class folders of {split_dir}")
-    return paths, torch.tensor(labels, dtype=torch.int64), list(classes)
+    order = interleave_classes(labels)
+    return [paths[i] for i in order], torch.tensor([labels[i] for i in order], dtype=torch.int64), list(classes)
 
 
 def load_image_folder(split_dir: Path, image_size: int | None = None, resize_to: int | None = None,
@@ -85,7 +102,8 @@ def read_tar_split(tar_path: Path, split: str,
     """Stream a ``.tar[.gz]`` once and collect the ``<split>/<class>/<file>`` image members
     (only the first ``limit`` found in archive order, if given).
 
-    Returns (members sorted by (class, file name) as (class, name, bytes), sorted classes).
+    Returns (members as (class, name, bytes), sorted by file name within each class and
+    interleaved over the classes (see ``interleave_classes``), sorted classes).
     A common top folder (``./`` or ``name/``) before ``<split>/`` is allowed.
     """
     members: list[tuple[str, str, bytes]] = []
@@ -105,6 +123,7 @@ def read_tar_split(tar_path: Path, split: str,
     if not members:
         raise DataError(f"archive {tar_path} holds no {split}/<class>/*.jpg|png images")
     members.sort(key=lambda m: (m[0], m[1]))
+    members = [members[i] for i in interleave_classes([m[0] for m in members])]
     return members, sorted({m[0] for m in members})
 
 

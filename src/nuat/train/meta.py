@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -12,17 +13,19 @@ import nuat
 
 
 def git_commit() -> str:
-    """The commit of the source tree nuat is imported from (``+dirty`` if modified), or "unknown"."""
+    """The commit of the source tree nuat is imported from (``+dirty`` if modified); where that tree
+    is no git checkout (a copy sent to a GPU machine), ``$NUAT_COMMIT`` if set, else "unknown"."""
     here = Path(nuat.__file__).resolve().parent
+    fallback = os.environ.get("NUAT_COMMIT", "unknown")
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
-            return "unknown"
+            return fallback
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5)
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return fallback
 
 
 def machine() -> str:
