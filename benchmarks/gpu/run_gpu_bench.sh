@@ -9,7 +9,8 @@
 #   benchmarks/gpu/run_gpu_bench.sh flags     # the same methods under each eager flag alone
 #   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20
 #   benchmarks/gpu/run_gpu_bench.sh lease     # all four in one command, each under a time limit
-#                                             # (T_ENV, T_BENCH, T_FLAGS, T_ACC seconds), results
+#                                             # (T_ENV, T_BENCH, T_FLAGS, T_ACC seconds; STAGES
+#                                             # picks some, in order), results
 #                                             # packed into $OUT/gpu-results.tar.gz after each
 #
 # env: DATA (default: $NUAT_DATA, else ../shared/data, else /work/shared/data), NUAT (default:
@@ -117,8 +118,9 @@ PY
     pack() { tar -czf "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" -C "$RESULTS" . \
                && mv "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" "${OUT:-$RESULTS}/gpu-results.tar.gz"; }
     if [[ -n "${OUT:-}" && "$RESULTS" == "$OUT" ]]; then RESULTS=$(mktemp -d); export RESULTS; fi
-    for pair in "env:${T_ENV:-60}" "bench:${T_BENCH:-210}" "flags:${T_FLAGS:-110}" "accuracy:${T_ACC:-170}"; do
-      name=${pair%%:*} limit=${pair##*:}
+    declare -A limits=([env]=${T_ENV:-60} [bench]=${T_BENCH:-210} [flags]=${T_FLAGS:-110} [accuracy]=${T_ACC:-170})
+    for name in ${STAGES:-env bench flags accuracy}; do
+      limit=${limits[$name]}
       start=$(date +%s)
       echo "== stage $name (limit ${limit}s) =="
       timeout --signal=TERM --kill-after=15 "$limit" "$0" "$name" || echo "== stage $name ended with exit $? =="

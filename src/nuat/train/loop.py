@@ -141,7 +141,7 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
                       averages={name: ema.model for name, ema in run.averages.items()})
     x = fastpath.prepare_input(x, channels_last=cfg.channels_last)
     with fastpath.autocast(run.device, cfg.amp):  # forward passes only; backward runs outside
-        out = run.method.loss(run.step_model or run.model, x, y, ctx)
+        out = run.method.loss(run.model if run.step_model is None else run.step_model, x, y, ctx)
     run.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     run.optimizer.step()
