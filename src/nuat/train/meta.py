@@ -13,10 +13,13 @@ import nuat
 
 
 def git_commit() -> str:
-    """The commit of the source tree nuat is imported from (``+dirty`` if modified); where that tree
-    is no git checkout (a copy sent to a GPU machine), ``$NUAT_COMMIT`` if set, else "unknown"."""
+    """The commit of the source tree nuat is imported from (``+dirty`` if modified), or "unknown".
+    ``$NUAT_COMMIT``, where set, wins: a copy of the tree sent to another machine (a GPU lease)
+    may carry a stale ``.git`` or none, so the script that copied it names the commit."""
+    if os.environ.get("NUAT_COMMIT"):
+        return os.environ["NUAT_COMMIT"]
     here = Path(nuat.__file__).resolve().parent
-    fallback = os.environ.get("NUAT_COMMIT", "unknown")
+    fallback = "unknown"
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
