@@ -75,6 +75,43 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert "| erm | 1 / 0 / 1 |" in md and "| nuat | 3 / 1 / 2 |" in md and "test run" in md
     assert "measured / floor" in md and "Nuclear norm backends" in md
     assert "| method |" in capsys.readouterr().out
+    assert "## Targets (CPU)" in md and "<= 3.3" in md
+    # --render rebuilds the report from the JSON alone; a CUDA result is held to the GPU targets
+    result["environment"]["device"] = "cuda:0"
+    gpu_json = tmp_path / "gpu.json"
+    gpu_json.write_text(json.dumps(result))
+    assert main(["bench", "--render", str(gpu_json), "--title", "re-rendered"]) == 0
+    gpu_md = gpu_json.with_suffix(".md").read_text()
+    assert gpu_md.startswith("# re-rendered") and "## Targets (GPU)" in gpu_md
+    assert "| NuAT / ERM | fp32 |" in gpu_md and "<= 2.8 |" in gpu_md and "| NuAT images / s | fp32 |" in gpu_md
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(["bench", "--render", str(broken)]) == 2
+    assert not broken.with_suffix(".md").exists()
+
+
+def test_loop_never_asks_a_compiled_model_for_its_truth_value(real_data_dir):
+    """torch 2.11's compiled wrapper raises on len() (and so on bool()); the step must not ask."""
+
+    class NoTruth(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+        def __len__(self) -> int:
+            raise TypeError("NoTruth does not support len()")
+
+        def __bool__(self) -> bool:
+            raise TypeError("NoTruth has no truth value")
+
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    t = _build(cfg, "nuat", parse_variant("fp32"), "unused")
+    t.run.step_model = NoTruth(t.run.model)
+    _iterate(t, 2)
+    assert t.progress.loss_is_finite()
 
 
 def test_fast_path_switches_run_on_cpu(real_data_dir):

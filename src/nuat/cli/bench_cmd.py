@@ -43,13 +43,36 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--title", default="nuat bench", help="heading of the Markdown report")
     p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--render", metavar="JSON",
+                   help="time nothing: rewrite the Markdown report beside a saved <out>.json (with --title, --note)")
     p.set_defaults(run=run)
+
+
+def render(path: str, title: str, notes: list[str]) -> int:
+    """Rebuild ``<out>.md`` from ``<out>.json`` with the current report code."""
+    import json
+
+    from nuat.bench.report import markdown
+
+    json_path = Path(path)
+    try:
+        result = json.loads(json_path.read_text())
+        text = markdown(result, title=title, notes=notes)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--render {path}: not a readable nuat bench JSON ({type(exc).__name__}: {exc})") from None
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(text)
+    print(text, end="")
+    print(f"wrote {md_path}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from nuat.bench import BenchConfig, parse_variants, run_bench
     from nuat.bench.report import markdown, write
 
+    if args.render:
+        return render(args.render, args.title, args.note)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     cfg = BenchConfig(methods=methods, dataset=args.dataset, model=args.model, batch_size=args.batch_size,
                       eps=args.eps, steps=args.steps, trials=args.trials, warmup=args.warmup,
