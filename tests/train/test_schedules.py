@@ -50,3 +50,13 @@ def test_method_defaults_are_the_published_ones():
     assert METHODS["nuat-wa"].defaults.lam_max == 4.0 and METHODS["nuat-wa"].defaults.averages == {"ema": 0.9998}
     assert METHODS["nuat2-wa"].defaults.averages == {"ema": 0.9998, "fast": 0.99}
     assert METHODS["nuat2"].defaults.lr_up == pytest.approx(20 / 55)
+
+
+def test_epoch_line_says_n_a_for_a_pass_the_method_does_not_make():
+    from nuat.train.loop import format_epoch
+
+    record = {"epoch": 1, "loss": 0.5, "train_clean_acc": float("nan"), "train_adv_acc": 0.736,
+              "val_clean_acc": 0.845, "val_ifgsm7_acc": 0.772, "lr": 0.01, "lambda": 0.0, "seconds": 2.0,
+              "images_per_s": 100.0}
+    line = format_epoch(record)
+    assert "clean n/a  adv 73.6%  val clean 84.5%" in line and "nan" not in line

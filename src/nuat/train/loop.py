@@ -369,10 +369,15 @@ def run_cost(metrics: Path, wall_seconds: float) -> dict[str, Any]:
     return cost
 
 
+def _percent(value: float) -> str:
+    """``83.1%``; ``n/a`` where the method has no such pass (PGD-AT trains on no clean batch)."""
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
 def format_epoch(r: dict[str, Any]) -> str:
     """One human line per epoch."""
-    line = (f"epoch {r['epoch']:>3}  loss {r['loss']:.4f}  clean {100 * r['train_clean_acc']:.1f}%  "
-            f"adv {100 * r['train_adv_acc']:.1f}%  val clean {100 * r['val_clean_acc']:.1f}%  "
+    line = (f"epoch {r['epoch']:>3}  loss {r['loss']:.4f}  clean {_percent(r['train_clean_acc'])}  "
+            f"adv {_percent(r['train_adv_acc'])}  val clean {100 * r['val_clean_acc']:.1f}%  "
             f"val I-FGSM-7 {100 * r['val_ifgsm7_acc']:.1f}%")
     if "val_ifgsm7_acc_ema" in r:
         line += f" (EMA {100 * r['val_ifgsm7_acc_ema']:.1f}%)"
