@@ -8,14 +8,14 @@
 #
 # Usage: scripts/baselines/eval_all.sh [RUN_DIRS...]
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines),
-#        N (default 1000), AA_N (default 200), ATTACKS (default clean,pgd-100,gama-pgd-100,aa@$AA_N)
+#        N (default 1000), AA_N (default 600), ATTACKS (default clean,pgd-100,gama-pgd-100,aa@$AA_N)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 NUAT=${NUAT:-nuat}
 RUNS=${RUNS:-runs/baselines}
 N=${N:-1000}
-AA_N=${AA_N:-200}
+AA_N=${AA_N:-600}
 ATTACKS=${ATTACKS:-clean,pgd-100,gama-pgd-100,aa@$AA_N}
 if ! $NUAT eval --help > /dev/null 2>&1; then
   echo "no 'nuat eval' here: table.py will use the PGD-100 numbers of nuat train's final check" >&2

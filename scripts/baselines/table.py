@@ -146,10 +146,12 @@ def render(results: list[dict]) -> str:
             lines.append(f"- vs {label}, {len(pairs)} methods: Kendall tau {kendall_tau(pairs):.2f}. "
                          f"Paper order: {', '.join(order_paper)}. Here: {', '.join(order_ours)}.")
     used = sorted({robust_metric(r)[0] for r in results})
-    n = results[0]["n"] or 1000
+    # the ranking's images: AutoAttack's subset where AA ranks, else the PGD/GAMA images
+    n = min((r["aa_n"] if robust_metric(r)[0] == "AA" else r["n"]) or 1000 for r in results)
+    se = 100 * math.sqrt(0.21 / n)
     lines.append(f"- 'Here' ranks by the strongest attack run on each model ({', '.join(used)}). One standard "
-                 f"error of an accuracy near 70% on {n} images is {100 * math.sqrt(0.21 / n):.1f} points, so "
-                 "neighbours closer than about 3 points are not ordered by these runs.")
+                 f"error of an accuracy near 70% on {n} images is {se:.1f} points, so neighbours closer than "
+                 f"about {2 * se:.0f} points are not ordered by these runs.")
     collapsed = [f"{r['method']} (epochs {', '.join(map(str, r['collapse_epochs']))})" for r in results
                  if r["collapse_epochs"]]
     if collapsed:
