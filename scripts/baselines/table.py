@@ -160,8 +160,8 @@ def render(results: list[dict]) -> str:
     machines = sorted({r["config"]["machine"] for r in results})
     evaluated = sorted({r["evaluated_by"] for r in results})
     lines += ["", f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. Robust numbers from: "
-              f"{', '.join(evaluated)}. Runs of this table ran one at a time with OMP_NUM_THREADS=1 on a shared "
-              "2-core machine, so seconds carry noise from other jobs; passes per example do not."]
+              f"{', '.join(evaluated)}. Runs of this table ran with OMP_NUM_THREADS=1, one or two at a "
+              "time, on a shared 2-core machine, so seconds carry noise from other jobs; passes per example do not."]
     return "\n".join(lines) + "\n"
 
 
