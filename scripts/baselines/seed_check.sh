@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Seed check of the baselines table's outliers: train METHODS again with other seeds (same recipe as
 # run_all.sh) into runs/baselines-seeds/<method>-s<seed>, evaluate them like eval_all.sh, and print
-# one line per run (clean, PGD-100, GAMA-PGD-100, AutoAttack, images that only Square broke).
+# a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100, GAMA-PGD-100,
+# AutoAttack, images that only the black-box Square stage broke).
+#   scripts/baselines/seed_check.sh 1 && scripts/baselines/seed_check.sh 2 > results/baselines/seed_check.md
 #
 # Usage: scripts/baselines/seed_check.sh SEED [METHODS...]   (default methods: nuat-h nuat)
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds)
@@ -22,12 +24,20 @@ for m in ${*:-nuat-h nuat}; do
   fi
   DATA=$DATA NUAT=$NUAT scripts/baselines/eval_all.sh "$out" > /dev/null
 done
-python3 - "$RUNS" <<'PY'
+python3 - "$RUNS" "${BASE:-runs/baselines}" ${*:-nuat-h nuat} <<'PY'
 import glob, json, sys
-for path in sorted(glob.glob(f"{sys.argv[1]}/*/eval/*/eval.json")):
-    rows = {a["name"]: a for a in json.load(open(path))["attacks"]}
-    aa = rows.get("aa", {})
-    comps = {c["name"]: c["robust"] for c in aa.get("components", [])}
-    square = comps.get("fab-t", 0) - comps.get("square", 0) if comps else "-"
-    print(path.split("/")[-4], " ".join(f"{k} {100 * rows[k]['accuracy']:.1f}" for k in rows), f"square-only {square}")
+runs, base, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
+print("| method | seed | clean | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for m in methods:
+    found = [(0, p) for p in glob.glob(f"{base}/{m}/eval/*/eval.json")]
+    found += [(int(p.split("/")[-4].rsplit("-s", 1)[1]), p) for p in glob.glob(f"{runs}/{m}-s*/eval/*/eval.json")]
+    for seed, path in sorted(found):
+        rows = {a["name"]: a for a in json.load(open(path))["attacks"]}
+        aa = rows.get("aa")
+        comps = {c["name"]: c["robust"] for c in aa.get("components", [])} if aa else {}
+        square = comps["fab-t"] - comps["square"] if comps else "-"
+        acc = lambda k: f"{100 * rows[k]['accuracy']:.1f}" if k in rows else "-"
+        print(f"| {m} | {seed} | {acc('clean')} | {acc('pgd-100')} | {acc('gama-pgd-100')} | "
+              f"{acc('aa')} ({aa['n'] if aa else '-'}) | {square} |")
 PY
