@@ -21,12 +21,16 @@ NEWTON_SCHULZ_ITERATIONS = 32
 _default_backend = "auto"
 
 
+def _check_backend(name: str) -> None:
+    if name not in NUCLEAR_BACKENDS:
+        raise ValueError(f"unknown nuclear-norm backend {name!r}; choose one of: {', '.join(NUCLEAR_BACKENDS)}")
+
+
 def set_nuclear_backend(name: str) -> str:
     """Make ``name`` the backend of :func:`nuclear_norm` calls that do not name one; returns the
     previous default (the training loop leaves it at ``auto``; ``nuat bench`` compares them)."""
     global _default_backend
-    if name not in NUCLEAR_BACKENDS:
-        raise ValueError(f"unknown nuclear-norm backend {name!r}; choose one of: {', '.join(NUCLEAR_BACKENDS)}")
+    _check_backend(name)
     previous, _default_backend = _default_backend, name
     return previous
 
@@ -43,8 +47,7 @@ def nuclear_backend(name: str):
 
 def _resolve_backend(name: str | None, device: torch.device) -> str:
     name = _default_backend if name is None else name
-    if name not in NUCLEAR_BACKENDS:
-        raise ValueError(f"unknown nuclear-norm backend {name!r}; choose one of: {', '.join(NUCLEAR_BACKENDS)}")
+    _check_backend(name)
     if name == "auto":
         return "svd" if device.type == "cpu" else "gram"
     return name

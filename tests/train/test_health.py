@@ -30,15 +30,19 @@ class NaNAt(Method):
         return StepOutput(loss=loss, sums=sums)
 
 
-if "test-nan" not in METHODS:
+@pytest.fixture
+def nan_method():
+    """``test-nan`` in the registry for one test only (other modules list every registered method)."""
     register_method("test-nan", build=NaNAt, defaults=MethodDefaults(), summary="fault injection",
                     hparams={"nan_at": 25})
+    yield "test-nan"
+    del METHODS["test-nan"]
 
 COMMON = ["--dataset", "mnist", "--eps", "0.3", "--train-limit", "1000", "--batch-size", "100", "--val-per-class", "10",
           "--final-eval", "0", "--no-progress"]
 
 
-def test_forced_nan_stops_training_and_keeps_last_good_checkpoint(real_data_dir, tmp_path, capsys):
+def test_forced_nan_stops_training_and_keeps_last_good_checkpoint(real_data_dir, tmp_path, capsys, nan_method):
     out = tmp_path / "run"
     code = main(["train", "--method", "test-nan", "--epochs", "4", "--data-dir", str(real_data_dir),
                  "--out", str(out), *COMMON])

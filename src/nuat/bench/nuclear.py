@@ -4,28 +4,14 @@ backend against the float64 ``svdvals`` reference in value and gradient."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
-from nuat.bench.timing import CLOCKS, summarize, time_block
+from nuat.bench.timing import CLOCKS, count_host_syncs, summarize, time_block
 from nuat.losses import NUCLEAR_BACKENDS, nuclear_norm
 
 BACKENDS = tuple(b for b in NUCLEAR_BACKENDS if b != "auto")
-
-
-def _count_syncs(fn, device: torch.device) -> int | None:
-    if device.type != "cuda":
-        return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def bench_nuclear(rows: int, classes: int, *, group_sizes: tuple[int | None, ...] = (None, 64),
@@ -69,7 +55,7 @@ def bench_nuclear(rows: int, classes: int, *, group_sizes: tuple[int | None, ...
                 "seconds": summarize(seconds[backend]).to_dict(),
                 "value_rel_error": abs(float(value.detach()) - float(ref.detach())) / abs(float(ref.detach())),
                 "grad_max_abs_error": float((a.grad.double().cpu() - ref_a.grad).abs().max()),
-                "host_syncs": _count_syncs(fns[backend], device),
+                "host_syncs": count_host_syncs(fns[backend], device),
             })
     return out
 

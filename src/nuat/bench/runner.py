@@ -16,14 +16,12 @@ pass times: forward ``f``, input-only backward ``(fwd + input bwd) - f``, full b
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import math
 import platform
 import shlex
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
-from nuat.bench.timing import CLOCKS, PeakMemory, load_average, summarize, synchronize, time_block
+from nuat.bench.timing import CLOCKS, PeakMemory, count_host_syncs, load_average, summarize, synchronize, time_block
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
 from nuat.errors import UsageError
@@ -115,9 +113,7 @@ class _Timed:
     seconds: list[float] = field(default_factory=list)  # per trial, the configured clock
     clocks: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CLOCKS})
     peak: dict[str, int] | None = None
-    images: int = 0
-    iterations: int = 0
-    sync_warnings: int = 0
+    host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
 
 
 def _full_batches(loader: BatchLoader) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -223,23 +219,6 @@ class _PassProbe:
         self.step_model.train()
 
 
-@contextlib.contextmanager
-def _sync_watch(enabled: bool, device: torch.device, t: _Timed | None):
-    """Count CUDA host synchronisations (``torch.cuda.set_sync_debug_mode("warn")``) in a block."""
-    if not (enabled and device.type == "cuda"):
-        yield
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            yield
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    if t is not None:
-        t.sync_warnings += sum("synchroniz" in str(w.message) for w in caught)
-
-
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every method under every variant; returns the JSON-ready result (see docs/speed.md)."""
     cfg.validate()
@@ -283,8 +262,6 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
                 unit.seconds.append(pair[cfg.clock])
                 for clock, value in pair.items():
                     unit.clocks[clock].append(value)
-                unit.iterations += cfg.steps
-                unit.images += cfg.steps * unit.run.cfg.batch_size
             log(f"bench: trial {trial + 1}/{cfg.trials}: " + ", ".join(
                 f"{t.method}{'' if len(cfg.variants) == 1 else '/' + t.variant.name} {1e3 * t.seconds[-1]:.1f} ms"
                 for t in timed))
@@ -292,9 +269,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
             memory.reset()
             _iterate(t, 1)
             t.peak = memory.peak()
-            if cfg.check_syncs and device.type == "cuda":  # untimed: the debug mode slows syncs down
-                with _sync_watch(True, device, t):
-                    _iterate(t, SYNC_CHECK_ITERATIONS)
+            if cfg.check_syncs:
+                t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
         synchronize(device)
     return _result(cfg, device, timed, probes, started, load_before, memory.kind)
 
@@ -343,7 +319,7 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "floor_seconds": summarize(floor).to_dict(),
             "measured_over_floor": summarize(_per_round(t.seconds, floor, lambda a, b: a / b)).to_dict(),
             "peak_memory": t.peak, "loss_finite": t.progress.loss_is_finite(),
-            "iterations_timed": t.iterations, "seconds": list(t.seconds),
+            "iterations_timed": cfg.steps * len(t.seconds), "seconds": list(t.seconds),
             **{f"seconds_{clock}": list(values) for clock, values in t.clocks.items()},
             **{f"seconds_per_iteration_{clock}": summarize(values).to_dict() for clock, values in t.clocks.items()},
         }
@@ -359,8 +335,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
         base = by_key.get((t.method, "fp32"))
         if base is not None and base is not t:
             entry["speedup_over_fp32"] = summarize(_per_round(base.seconds, t.seconds, lambda a, b: a / b)).to_dict()
-        if cfg.check_syncs and device.type == "cuda":
-            entry["host_syncs_per_iteration"] = t.sync_warnings / SYNC_CHECK_ITERATIONS
+        if t.host_syncs is not None:
+            entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
         methods_out.append(entry)
     return {
         "schema": 1,

@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,21 @@ def synchronize(device: torch.device) -> None:
 #: ``wall``: elapsed time (what a user waits for); ``cpu``: CPU time of this process (all its
 #: threads), which on a shared CPU machine leaves out the time other processes held the cores.
 CLOCKS = ("wall", "cpu")
+
+
+def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
+    """Host synchronisations ``fn()`` makes, counted with ``torch.cuda.set_sync_debug_mode("warn")``
+    (CUDA only; None elsewhere). Untimed: the debug mode slows every synchronisation down."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def time_block(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:

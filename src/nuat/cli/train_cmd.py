@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nuat.errors import UsageError
+from nuat.train.fastpath import AMP_MODES
 
 
 def add_parser(sub: Any) -> None:
@@ -54,7 +55,7 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (0: epoch ends)")
     x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn or rollback")
     f = p.add_argument_group("fast path (GPU; default: the faithful float32 step; see docs/speed.md)")
-    f.add_argument("--amp", choices=("off", "bf16"), help="bf16 autocast of the forward passes (default off)")
+    f.add_argument("--amp", choices=AMP_MODES, help="bf16 autocast of the forward passes (default off)")
     f.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and batches")
     f.add_argument("--compile", action="store_true", help="run the training passes through torch.compile")
     f.add_argument("--fast", action="store_true", help="all of the above (--amp bf16 --channels-last --compile) "

@@ -8,6 +8,7 @@ from typing import Any
 
 from nuat.errors import UsageError
 from nuat.projections import parse_eps
+from nuat.train.fastpath import AMP_MODES
 
 
 @dataclass
@@ -81,8 +82,8 @@ class TrainConfig:
             raise UsageError(f"--save-every {self.save_every!r} is invalid; it must be an integer >= 0")
         if self.on_collapse not in ("warn", "rollback"):
             raise UsageError(f"--on-collapse {self.on_collapse!r} is invalid; choose one of: warn, rollback")
-        if self.amp not in ("off", "bf16"):
-            raise UsageError(f"--amp {self.amp!r} is invalid; choose one of: off, bf16")
+        if self.amp not in AMP_MODES:
+            raise UsageError(f"--amp {self.amp!r} is invalid; choose one of: {', '.join(AMP_MODES)}")
         if self.final_eval < 0:
             raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
         return self

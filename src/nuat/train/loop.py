@@ -65,6 +65,10 @@ class Run:
     #: what the method's passes run through: ``model`` or its ``torch.compile`` wrapper (``--compile``)
     step_model: nn.Module | None = None
 
+    def __post_init__(self) -> None:
+        if self.step_model is None:
+            self.step_model = self.model
+
     def log(self, line: str) -> None:
         (tqdm.write if self.cfg.progress else print)(line)
 
@@ -141,7 +145,7 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
                       averages={name: ema.model for name, ema in run.averages.items()})
     x = fastpath.prepare_input(x, channels_last=cfg.channels_last)
     with fastpath.autocast(run.device, cfg.amp):  # forward passes only; backward runs outside
-        out = run.method.loss(run.model if run.step_model is None else run.step_model, x, y, ctx)
+        out = run.method.loss(run.step_model, x, y, ctx)
     run.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     run.optimizer.step()

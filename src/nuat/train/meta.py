@@ -19,16 +19,15 @@ def git_commit() -> str:
     if os.environ.get("NUAT_COMMIT"):
         return os.environ["NUAT_COMMIT"]
     here = Path(nuat.__file__).resolve().parent
-    fallback = "unknown"
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
-            return fallback
+            return "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5)
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return fallback
+        return "unknown"
 
 
 def machine() -> str:
