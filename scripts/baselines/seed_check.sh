@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Seed check of the baselines table's outliers: train METHODS again with other seeds (same recipe as
-# run_all.sh) into runs/baselines-seeds/<method>-s<seed>, evaluate them like eval_all.sh, and print
-# a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100, GAMA-PGD-100,
-# AutoAttack, images that only the black-box Square stage broke).
+# Seed check of the baselines table's outliers: train METHODS again with another seed (run_all.sh
+# with SEED, same recipe) into runs/baselines-seeds/s<seed>/<method>, evaluate them with
+# eval_all.sh, and print a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100,
+# GAMA-PGD-100, AutoAttack, images that only the black-box Square stage broke).
 #   scripts/baselines/seed_check.sh 1 && scripts/baselines/seed_check.sh 2 > results/baselines/seed_check.md
 #
 # Usage: scripts/baselines/seed_check.sh SEED [METHODS...]   (default methods: nuat-h nuat)
@@ -11,27 +11,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seed=${1:?usage: seed_check.sh SEED [METHODS...]}
 shift
-DATA=${DATA:-../shared/data}
-NUAT=${NUAT:-nuat}
+methods=${*:-nuat-h nuat}
 RUNS=${RUNS:-runs/baselines-seeds}
-mkdir -p "$RUNS"
-for m in ${*:-nuat-h nuat}; do
-  out="$RUNS/$m-s$seed"
-  if [[ ! -f "$out/summary.json" ]]; then
-    $NUAT train --dataset fashion-mnist --model small-cnn --method "$m" --eps 0.1 --epochs 8 --batch-size 128 \
-      --lr 0.05 --lr-up 0.4 --lr-down 0.6 --seed "$seed" --data-dir "$DATA" --out "$out" --overwrite --resume auto \
-      --no-progress >> "$RUNS/$m-s$seed.log" 2>&1 || { echo "FAILED $m seed $seed: see $RUNS/$m-s$seed.log"; continue; }
-  fi
-  DATA=$DATA NUAT=$NUAT scripts/baselines/eval_all.sh "$out" > /dev/null
-done
-python3 - "$RUNS" "${BASE:-runs/baselines}" ${*:-nuat-h nuat} <<'PY'
+dirs=()
+for m in $methods; do dirs+=("$RUNS/s$seed/$m"); done
+# shellcheck disable=SC2086
+SEED=$seed RUNS=$RUNS/s$seed scripts/baselines/run_all.sh $methods > /dev/null
+scripts/baselines/eval_all.sh "${dirs[@]}" > /dev/null
+# shellcheck disable=SC2086
+python3 - "$RUNS" "${BASE:-runs/baselines}" $methods <<'PY'
 import glob, json, sys
 runs, base, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
 print("| method | seed | clean | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for m in methods:
     found = [(0, p) for p in glob.glob(f"{base}/{m}/eval/*/eval.json")]
-    found += [(int(p.split("/")[-4].rsplit("-s", 1)[1]), p) for p in glob.glob(f"{runs}/{m}-s*/eval/*/eval.json")]
+    found += [(int(p.split("/")[-5][1:]), p) for p in glob.glob(f"{runs}/s*/{m}/eval/*/eval.json")]
     for seed, path in sorted(found):
         rows = {a["name"]: a for a in json.load(open(path))["attacks"]}
         aa = rows.get("aa")
