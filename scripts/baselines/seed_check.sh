@@ -9,7 +9,11 @@
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seed=${1:?usage: seed_check.sh SEED [METHODS...]}
+if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
+  echo "seed_check.sh: error: the first argument must be a seed (a non-negative integer); usage: seed_check.sh SEED [METHODS...]" >&2
+  exit 2
+fi
+seed=$1
 shift
 methods=${*:-nuat-h nuat}
 RUNS=${RUNS:-runs/baselines-seeds}
