@@ -165,13 +165,15 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
 
 
 def nuat_objective(
-    logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor, lam: float
+    logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor, lam: float, *,
+    group_size: int | None = None,
 ) -> torch.Tensor:
     """The loss ``CE(f(X~), Y) + lam * ||f(X~) - f(X)||_* / M`` (paper Eq. 1 as attack objective,
-    Eq. 2 with ``logits = f(X)`` swapped in as training loss). CE is the minibatch mean."""
+    Eq. 2 with ``logits = f(X)`` swapped in as training loss). CE is the minibatch mean;
+    ``group_size`` as in :func:`nuclear_norm`."""
     loss = F.cross_entropy(logits, labels)
     if lam != 0.0:
-        loss = loss + lam * nuclear_norm(logits, reference_logits)
+        loss = loss + lam * nuclear_norm(logits, reference_logits, group_size=group_size)
     return loss
 
 

@@ -71,6 +71,38 @@ def test_training_loss_is_equation_2():
     assert out.passes == (3, 1, 2)
 
 
+def _grouped_attack_reference(model, x, y, *, lam, group, eps=0.1, seed=0):
+    """Eq. 1's signed step with the nuclear term summed over row groups, written out here:
+    Bernoulli start from the same generator, eval-mode gradient, step eps, projection."""
+    from nuat.projections import bernoulli_start
+    with torch.no_grad():
+        ref = model.train()(x)
+    x0 = bernoulli_start(x, eps / 2, torch.Generator().manual_seed(seed)).requires_grad_(True)
+    model.eval()
+    z = model(x0)
+    diff = z - ref
+    nuc = sum(torch.linalg.svdvals(d.double()).sum() for d in torch.split(diff, group)) / x.shape[0]
+    (F.cross_entropy(z, y) + lam * nuc).backward()
+    model.train()
+    step = x0.detach() + eps * x0.grad.sign()
+    return torch.min(torch.max(step, x - eps), x + eps).clamp(0, 1)
+
+
+def test_nuclear_group_size_reaches_the_attack(recorded):
+    # --fast's groups of 64 must set the scale of Eq. 1 (the attack) as well as Eq. 2; with the
+    # whole batch as one matrix the attack's nuclear term would be ~sqrt(M / G) times weaker
+    model, x, y = model_and_batch(m=32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    out = build_method("nuat", nuclear_group_size=8).loss(model, x, y, ctx(lam=40.0))
+    assert recorded[0]["group_size"] == 8
+    model.load_state_dict(state)
+    grouped = _grouped_attack_reference(model, x, y, lam=40.0, group=8)
+    model.load_state_dict(state)
+    whole = _grouped_attack_reference(model, x, y, lam=40.0, group=32)
+    assert (grouped != whole).any()  # the group size changes the attack on this batch
+    torch.testing.assert_close(out.x_adv, grouped, rtol=0, atol=1e-6)
+
+
 def test_gradients_flow_through_clean_and_adversarial_passes():
     model, x, y = model_and_batch()
     out = build_method("nuat").loss(model, x, y, ctx(lam=1.0))

@@ -27,12 +27,14 @@ def nuat_step(
     step_size: float,
     lam: float,
     reference_logits: torch.Tensor | None,
+    group_size: int | None = None,
 ) -> torch.Tensor:
-    """One signed-gradient step on Eq. 1 (``lam = 0``: cross-entropy only), then projection."""
+    """One signed-gradient step on Eq. 1 (``lam = 0``: cross-entropy only), then projection.
+    ``group_size``: the nuclear term's row groups (:func:`nuat.losses.nuclear_norm`)."""
     if lam != 0.0 and reference_logits is None:
         raise ValueError("reference_logits are needed when lam != 0")
     ref = None if reference_logits is None else reference_logits.detach()
-    grad = input_gradient(model, x_adv, lambda z: nuat_objective(z, labels, ref, lam) if lam else F.cross_entropy(z, labels))
+    grad = input_gradient(model, x_adv, lambda z: nuat_objective(z, labels, ref, lam, group_size=group_size) if lam else F.cross_entropy(z, labels))
     return project_linf(sign_step(x_adv, grad, step_size), inputs, eps).detach()
 
 
@@ -50,6 +52,7 @@ def nuclear(
     first_step_model: nn.Module | None = None,
     first_step_reference: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    group_size: int | None = None,
 ) -> torch.Tensor:
     """The NuAT attack: Bernoulli start, then ``steps`` signed steps (1 = NuAT, 2 = NuAT2).
 
@@ -79,7 +82,8 @@ def nuclear(
             with torch.no_grad():
                 ref1 = first(inputs)
         x_adv = bernoulli_start(inputs, alpha, generator)
-        x_adv = nuat_step(first, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=lam, reference_logits=ref1)
+        x_adv = nuat_step(first, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=lam, reference_logits=ref1,
+                          group_size=group_size)
         for _ in range(steps - 1):
             x_adv = nuat_step(model, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=0.0, reference_logits=None)
     return x_adv

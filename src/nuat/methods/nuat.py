@@ -110,7 +110,7 @@ class NuAT(Method):
         x_adv = nuclear(
             model, x, y, eps=ctx.eps, lam=lam_attack, steps=2 if two_steps else 1, alpha=self.alpha,
             reference_logits=logits_clean.detach(), first_step_model=first_model,
-            first_step_reference=first_ref, generator=ctx.generator,
+            first_step_reference=first_ref, generator=ctx.generator, group_size=self.group_size,
         )
         logits_adv = model(x_adv)
         reg = nuclear_norm(logits_adv, logits_clean, group_size=self.group_size)
