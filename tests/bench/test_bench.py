@@ -25,13 +25,17 @@ def test_summary_median_quartiles_range():
 
 
 def test_variants():
-    assert parse_variant("fp32").faithful
+    fp32 = parse_variant("fp32")
+    assert (fp32.amp, fp32.channels_last, fp32.compile, fp32.group_size, fp32.nuclear_backend) == \
+        ("off", False, False, None, "auto")
     v = parse_variant("bf16+channels-last+group32")
     assert (v.amp, v.channels_last, v.compile, v.group_size) == ("bf16", True, False, 32)
     fast = parse_variant("fast")
     assert (fast.amp, fast.channels_last, fast.compile, fast.group_size) == ("bf16", True, True, 64)
     assert [x.name for x in parse_variants("fp32,fast")] == ["fp32", "fast"]
-    for bad in ("fp16", "fp32,fp32", "bf16+", "group0"):
+    ns = parse_variant("fast+nuclear-newton-schulz")
+    assert (ns.compile, ns.group_size, ns.nuclear_backend) == (True, 64, "newton-schulz")
+    for bad in ("fp16", "fp32,fp32", "bf16+", "group0", "nuclear-qr"):
         with pytest.raises(UsageError):
             parse_variants(bad)
 
@@ -128,6 +132,20 @@ def test_fast_path_switches_run_on_cpu(real_data_dir):
     assert not torch.equal(before, t.run.model.conv1.weight)
 
 
+def test_nuclear_backend_variant_reaches_every_nuclear_norm_call(real_data_dir, monkeypatch):
+    import nuat.losses as losses
+    used = []
+    real = losses._singular_value_sum
+    monkeypatch.setattr(losses, "_singular_value_sum", lambda d, backend: used.append(backend) or real(d, backend))
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    t = _build(cfg, "nuat", parse_variant("nuclear-newton-schulz"), "unused")
+    _iterate(t, 2)  # batch 0: attack + loss; batch 1: loss only (the attack's term alternates)
+    assert used == ["newton-schulz"] * 3 and t.progress.loss_is_finite()
+    used.clear()
+    losses.nuclear_norm(torch.ones(4, 3), torch.zeros(4, 3))  # outside the step: the default again
+    assert used == ["svd"]
+
+
 @pytest.mark.skipif(os.environ.get("NUAT_TEST_COMPILE") != "1",
                     reason="torch.compile takes minutes on a small CPU; set NUAT_TEST_COMPILE=1")
 def test_compile_switch_runs(real_data_dir):
@@ -156,6 +174,11 @@ def test_train_cli_fast_flags(tmp_path):
     assert cfg("--method", "nuat", "--fast", "--nuclear-group-size", "32").method_hparams["nuclear_group_size"] == 32
     assert "nuclear_group_size" not in cfg("--method", "pgd-at", "--fast").method_hparams
     assert cfg("--method", "erm", "--amp", "bf16", "--channels-last").amp == "bf16"
+    assert plain.nuclear_backend == fast.nuclear_backend == "auto"
+    assert cfg("--method", "nuat", "--nuclear-backend", "newton-schulz").nuclear_backend == "newton-schulz"
+    with pytest.raises(SystemExit) as exc:
+        cfg("--method", "nuat", "--nuclear-backend", "qr")
+    assert exc.value.code == 2
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux")

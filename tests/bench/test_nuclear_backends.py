@@ -118,6 +118,29 @@ def test_ill_conditioned_newton_schulz_is_accurate():
     assert nuclear_norm(a, torch.zeros_like(a), backend="newton-schulz").item() == pytest.approx(ref, rel=1e-5)
 
 
+def test_newton_schulz_schedule_maps_every_singular_value_above_the_floor_to_one():
+    from nuat.losses import NEWTON_SCHULZ_COEFFICIENTS, NEWTON_SCHULZ_FLOOR
+    # the scalar map each step applies to a singular value of X, run on a grid of values
+    sigma = np.concatenate([np.logspace(np.log10(NEWTON_SCHULZ_FLOOR), 0, 2000), [1e-9, 1e-8, 0.0]])
+    for a, b in NEWTON_SCHULZ_COEFFICIENTS:
+        sigma = a * sigma - b * sigma ** 3
+        assert (sigma >= 0).all() and (sigma <= 1 + 1e-12).all()
+    np.testing.assert_allclose(sigma[:2000], 1.0, rtol=0, atol=1e-14)
+    assert 0 < sigma[2000] < sigma[2001] < 1 and sigma[2002] == 0.0
+    assert len(NEWTON_SCHULZ_COEFFICIENTS) == 22
+
+
+def test_newton_schulz_resolves_a_wide_spectrum_in_float64():
+    g = torch.Generator().manual_seed(8)
+    q, _ = torch.linalg.qr(torch.randn(64, 10, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -6, 10, dtype=torch.float64) * 7  # down to 1e-6 of the largest
+    a = (q * s) @ v.T
+    value, grad = _value_and_grad(a, torch.zeros_like(a), backend="newton-schulz")
+    assert value.item() == pytest.approx(s.sum().item() / 64, rel=1e-13)
+    np.testing.assert_allclose(grad.numpy(), (q @ v.T).numpy() / 64, atol=1e-12)
+
+
 def test_backend_selection_and_autocast():
     a, b = torch.randn(16, 10), torch.randn(16, 10)
     assert "auto" in NUCLEAR_BACKENDS

@@ -140,6 +140,7 @@ def _train_config(cfg: BenchConfig, method: str, variant: Variant, epochs: int, 
         data_dir=cfg.data_dir, out=out, lam_max=d.lam_max, ramp_fraction=d.ramp_fraction, lr_up=d.lr_up,
         lr_down=d.lr_down, averages=dict(d.averages), method_hparams=hparams, device=cfg.device, progress=False,
         final_eval=0, amp=variant.amp, channels_last=variant.channels_last, compile=variant.compile,
+        nuclear_backend=variant.nuclear_backend,
     ).validate()
 
 

@@ -1,8 +1,9 @@
 """Bench variants: which fast-path switches a timed run uses ("fp32" is the faithful step).
 
 A variant is written as names joined by ``+``: ``fp32``, ``bf16``, ``channels-last``,
-``compile``, ``group64`` (any ``groupN``: nuclear-norm group size N for the NuAT family) and
-``fast`` (``bf16+channels-last+compile+group64``, what ``nuat train --fast`` does).
+``compile``, ``group64`` (any ``groupN``: nuclear-norm group size N for the NuAT family),
+``fast`` (``bf16+channels-last+compile+group64``, what ``nuat train --fast`` does) and
+``nuclear-B`` (nuclear-norm backend B, e.g. ``fast+nuclear-newton-schulz``; default ``auto``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import re
 from dataclasses import dataclass
 
 from nuat.errors import UsageError
+from nuat.losses import NUCLEAR_BACKENDS
 from nuat.train.fastpath import FAST_NUCLEAR_GROUP_SIZE
 
-PARTS = ("fp32", "bf16", "channels-last", "compile", "groupN", "fast")
+PARTS = ("fp32", "bf16", "channels-last", "compile", "groupN", "fast", "nuclear-B")
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,13 @@ class Variant:
     channels_last: bool = False
     compile: bool = False
     group_size: int | None = None
-
-    @property
-    def faithful(self) -> bool:
-        return self.amp == "off" and not self.channels_last and not self.compile and self.group_size is None
+    nuclear_backend: str = "auto"
 
 
 def parse_variant(text: str) -> Variant:
     """``"bf16+channels-last"`` -> Variant(amp="bf16", channels_last=True). UsageError otherwise."""
     name = text.strip()
-    amp, channels_last, compile_, group = "off", False, False, None
+    amp, channels_last, compile_, group, backend = "off", False, False, None, "auto"
     parts = [p.strip() for p in name.split("+")]
     if not name or any(not p for p in parts):
         raise UsageError(f"empty variant in {text!r}; variants are names joined by '+': {', '.join(PARTS)}")
@@ -49,13 +48,18 @@ def parse_variant(text: str) -> Variant:
         elif part == "fast":
             amp, channels_last, compile_ = "bf16", True, True
             group = group or FAST_NUCLEAR_GROUP_SIZE
+        elif part.startswith("nuclear-"):
+            backend = part[len("nuclear-"):]
+            if backend not in NUCLEAR_BACKENDS:
+                raise UsageError(f"variant part {part!r}: unknown nuclear-norm backend {backend!r}; "
+                                 f"choose one of: {', '.join(NUCLEAR_BACKENDS)}")
         elif match:
             group = int(match.group(1))
             if group < 1:
                 raise UsageError(f"variant {part!r}: the group size must be positive")
         else:
             raise UsageError(f"unknown variant part {part!r}; choose from: {', '.join(PARTS)} (joined by '+')")
-    return Variant(name, amp, channels_last, compile_, group)
+    return Variant(name, amp, channels_last, compile_, group, backend)
 
 
 def parse_variants(text: str) -> list[Variant]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nuat.errors import UsageError
+from nuat.losses import NUCLEAR_BACKENDS
 from nuat.train.fastpath import AMP_MODES
 
 
@@ -60,6 +61,9 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--compile", action="store_true", help="run the training passes through torch.compile")
     f.add_argument("--fast", action="store_true", help="all of the above (--amp bf16 --channels-last --compile) "
                    "plus --nuclear-group-size 64 for the NuAT family unless given")
+    f.add_argument("--nuclear-backend", choices=NUCLEAR_BACKENDS, default="auto",
+                   help="how the nuclear norm's singular values are computed: same value and gradient, "
+                        "different speed (auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
     p.set_defaults(run=run)
 
 
@@ -130,7 +134,7 @@ def resolve_config(args: argparse.Namespace):
         train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
         amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,
-        compile=args.compile or args.fast,
+        compile=args.compile or args.fast, nuclear_backend=args.nuclear_backend,
     )
     cfg.validate()
     try:  # the method's own checks on its hyperparameters (attack steps, beta, ...)

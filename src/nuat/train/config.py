@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nuat.errors import UsageError
+from nuat.losses import NUCLEAR_BACKENDS
 from nuat.projections import parse_eps
 from nuat.train.fastpath import AMP_MODES
 
@@ -52,6 +53,9 @@ class TrainConfig:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    #: how the nuclear norm's singular values are computed (``nuat.losses.NUCLEAR_BACKENDS``);
+    #: the same value and gradient up to rounding, only the speed differs
+    nuclear_backend: str = "auto"
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`UsageError` (one line) on any out-of-range value."""
@@ -84,6 +88,9 @@ class TrainConfig:
             raise UsageError(f"--on-collapse {self.on_collapse!r} is invalid; choose one of: warn, rollback")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp {self.amp!r} is invalid; choose one of: {', '.join(AMP_MODES)}")
+        if self.nuclear_backend not in NUCLEAR_BACKENDS:
+            raise UsageError(f"--nuclear-backend {self.nuclear_backend!r} is invalid; "
+                             f"choose one of: {', '.join(NUCLEAR_BACKENDS)}")
         if self.final_eval < 0:
             raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
         return self

@@ -20,6 +20,7 @@ from nuat.attacks.ifgsm import ifgsm
 from nuat.checkpoints import save_model
 from nuat.data import BatchLoader, get_dataset_spec, load_dataset, subset, validation_split
 from nuat.eval.accuracy import batch_correct
+from nuat.losses import nuclear_backend
 from nuat.methods import build_method
 from nuat.models import build_model
 from nuat.methods.base import StepContext
@@ -144,7 +145,9 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
                       eps=cfg.eps, lam=lam, generator=run.attack_generator,
                       averages={name: ema.model for name, ema in run.averages.items()})
     x = fastpath.prepare_input(x, channels_last=cfg.channels_last)
-    with fastpath.autocast(run.device, cfg.amp):  # forward passes only; backward runs outside
+    # forward passes only under autocast (backward runs outside); the backend is read by the
+    # nuclear norm's forward (its backward is fixed then)
+    with fastpath.autocast(run.device, cfg.amp), nuclear_backend(cfg.nuclear_backend):
         out = run.method.loss(run.step_model, x, y, ctx)
     run.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
