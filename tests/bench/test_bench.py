@@ -146,6 +146,23 @@ def test_nuclear_backend_variant_reaches_every_nuclear_norm_call(real_data_dir, 
     assert used == ["svd"]
 
 
+def test_nuclear_backends_train_alike(real_data_dir):
+    """The same three NuAT steps from the same state with svd and newton-schulz: the same losses
+    and weights up to rounding (an attack sign may flip where a pixel's gradient is ~0)."""
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    runs = []
+    for backend in ("svd", "newton-schulz"):
+        torch.manual_seed(0)
+        t = _build(cfg, "nuat", parse_variant(f"nuclear-{backend}"), "unused")
+        _iterate(t, 3)
+        runs.append(t)
+    a, b = (t.progress.sums for t in runs)
+    for key in ("loss", "reg"):
+        assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-3)
+    wa, wb = (t.run.model.conv1.weight.detach() for t in runs)
+    torch.testing.assert_close(wa, wb, rtol=0, atol=1e-3 * float(wa.abs().max()))
+
+
 @pytest.mark.skipif(os.environ.get("NUAT_TEST_COMPILE") != "1",
                     reason="torch.compile takes minutes on a small CPU; set NUAT_TEST_COMPILE=1")
 def test_compile_switch_runs(real_data_dir):
