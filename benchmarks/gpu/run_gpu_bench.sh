@@ -63,7 +63,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
     ;;
   bench)
     $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --check-syncs \
-      --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, fp32 vs fast" \
+      --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, ${BENCH_VARIANTS//,/ vs }" \
       --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
     ;;
   flags)
