@@ -105,7 +105,8 @@ def _newton_schulz_coefficients(floor: float = 1e-7) -> tuple[tuple[float, float
 
 
 #: singular values above this fraction of a matrix's Frobenius norm converge to float64 precision
-#: in the Newton-Schulz backend; smaller ones count with a weight in [0, 1) (see the test)
+#: in the Newton-Schulz backend; smaller ones count with a weight in [0, 1)
+#: (tests/bench/test_nuclear_backends.py checks both)
 NEWTON_SCHULZ_FLOOR = 1e-7
 NEWTON_SCHULZ_COEFFICIENTS = _newton_schulz_coefficients(NEWTON_SCHULZ_FLOOR)
 
@@ -114,7 +115,7 @@ class _NewtonSchulzNuclear(torch.autograd.Function):
     """Sum over a batch (..., M, C) of the singular values, as ``sum(P * D)`` with ``P = U V^T``
     the polar factor of each matrix, from the scaled Newton-Schulz iteration (see
     :func:`_newton_schulz_coefficients`) on ``D / ||D||_F`` in float64. Two small batched matrix
-    products per step (``X^T X``, then one fused ``baddbmm``), 22 steps, no solver call and so no
+    products per step (``X^T X``, then one ``baddbmm``), 22 steps, no solver call and so no
     host synchronisation on a GPU. Backward: ``P`` itself. Zero singular values stay exactly zero
     in ``P`` (the minimum-norm subgradient), so the gradient is finite for repeated or zero ones."""
 

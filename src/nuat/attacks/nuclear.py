@@ -34,7 +34,12 @@ def nuat_step(
     if lam != 0.0 and reference_logits is None:
         raise ValueError("reference_logits are needed when lam != 0")
     ref = None if reference_logits is None else reference_logits.detach()
-    grad = input_gradient(model, x_adv, lambda z: nuat_objective(z, labels, ref, lam, group_size=group_size) if lam else F.cross_entropy(z, labels))
+    def objective(z: torch.Tensor) -> torch.Tensor:
+        if lam == 0.0:
+            return F.cross_entropy(z, labels)
+        return nuat_objective(z, labels, ref, lam, group_size=group_size)
+
+    grad = input_gradient(model, x_adv, objective)
     return project_linf(sign_step(x_adv, grad, step_size), inputs, eps).detach()
 
 
@@ -82,8 +87,9 @@ def nuclear(
             with torch.no_grad():
                 ref1 = first(inputs)
         x_adv = bernoulli_start(inputs, alpha, generator)
-        x_adv = nuat_step(first, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=lam, reference_logits=ref1,
-                          group_size=group_size)
+        x_adv = nuat_step(first, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=lam,
+                          reference_logits=ref1, group_size=group_size)
         for _ in range(steps - 1):
-            x_adv = nuat_step(model, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=0.0, reference_logits=None)
+            x_adv = nuat_step(model, x_adv, inputs, labels, eps=eps, step_size=step_size, lam=0.0,
+                              reference_logits=None)
     return x_adv
