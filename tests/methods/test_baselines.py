@@ -257,6 +257,20 @@ def test_cli_wa_switch_equals_the_suffix(tmp_path):
     c = cli_config(tmp_path, "--method", "gat", "--wa", "--tau", "0.99")
     assert c.averages == {"ema": 0.99} and not c.scale_averages and c.lam_max == 10.0
     assert cli_config(tmp_path, "--method", "nuat-wa", "--wa").method == "nuat-wa"
+    # NuAT-H with an average is the published NuAT-WA-H, with NuAT-WA's defaults, however spelled
+    for argv in (("--method", "nuat-h", "--wa"), ("--method", "nuat-h-wa"), ("--method", "nuat-wa-h")):
+        h = cli_config(tmp_path, *argv)
+        assert (h.method, h.lam_max, h.lr_up) == ("nuat-wa-h", 4.0, 0.25)
+
+
+def test_published_taus_belong_to_each_methods_published_run(tmp_path):
+    from nuat.train.ema import tau_for_run
+    wa = cli_config(tmp_path, "--method", "nuat-wa")
+    wa2 = cli_config(tmp_path, "--method", "nuat2-wa")
+    assert wa.tau_steps == 100 * 766 and wa2.tau_steps == 80 * 766  # CIFAR-10, batch 64: E = 100 and E = 80
+    # the published run lengths get the published taus exactly
+    assert tau_for_run(0.9998, 100 * 766, published_steps=wa.tau_steps) == 0.9998
+    assert [tau_for_run(t, 80 * 766, published_steps=wa2.tau_steps) for t in (0.9998, 0.99)] == [0.9998, 0.99]
 
 
 def test_cli_method_hyperparameters(tmp_path):

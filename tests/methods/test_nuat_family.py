@@ -118,10 +118,27 @@ def test_nuat2_takes_two_steps_and_nuat2_wa_first_step_on_fast_average(recorded)
     method = build_method("nuat2-wa")
     method.loss(model, x, y, ctx(epoch=0, averages={"fast": fast}))
     assert recorded[-1]["first_step_model"] is None  # first epoch: the current model takes both steps
-    method.loss(model, x, y, ctx(epoch=1, averages={"fast": fast}))
+    out = method.loss(model, x, y, ctx(epoch=1, averages={"fast": fast}))
     assert recorded[-1]["first_step_model"] is fast
     with torch.no_grad():
         assert torch.allclose(recorded[-1]["first_step_reference"], fast(x))
+    assert out.passes == (5, 2, 2)  # the fast average's own clean pass counts as a forward
+    out = method.loss(model, x, y, ctx(batch_index=1, epoch=1, averages={"fast": fast}))
+    assert recorded[-1]["first_step_reference"] is None and out.passes == (4, 2, 2)  # CE-only first step
+
+
+def test_rollback_remedy_epoch_counts_as_two_step_in_the_hybrid_bookkeeping(recorded):
+    model, x, y = model_and_batch()
+    method = build_method("nuat-h", switch_threshold=0.5)
+    method.previous_mean_clean_loss = 1e-9  # no batch would switch by itself
+    method.set_remedy(True)
+    method.start_epoch(3)
+    for i in range(2):
+        method.loss(model, x, y, ctx(batch_index=i))
+    summary = method.end_epoch({})
+    assert [c["steps"] for c in recorded] == [2, 2]
+    assert summary["switch_batches"] == [0, 1] and summary["effective_two_step_epochs"] == pytest.approx(1.0)
+    assert summary["switch_reference_loss"] > 1e-9  # the redone epoch's own mean clean loss
 
 
 def test_hybrid_switches_on_clean_loss_drop_and_counts_effective_epochs(recorded):

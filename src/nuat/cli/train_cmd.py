@@ -82,6 +82,7 @@ def resolve_config(args: argparse.Namespace):
     if args.wa and "ema" not in entry.defaults.averages:
         args.method += WA_SUFFIX  # --method pgd-at --wa is --method pgd-at-wa
         entry = get_method(args.method)
+    args.method = entry.name  # an alias (nuat-h-wa) is recorded under its registered name
     recipe = recipe_for(spec.name)
     d = entry.defaults
     eps = parse_eps(args.eps if args.eps is not None else recipe.get("eps", spec.eps))
@@ -130,8 +131,8 @@ def resolve_config(args: argparse.Namespace):
         lam_max=pick(args.lam_max, "lam_max", d.lam_max),
         ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", d.ramp_fraction),
         lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
-        averages=averages, scale_averages=scale_averages, method_hparams=hparams, val_per_class=args.val_per_class,
-        train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
+        averages=averages, scale_averages=scale_averages, tau_steps=d.tau_steps, method_hparams=hparams,
+        val_per_class=args.val_per_class, train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
         amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,
         compile=args.compile or args.fast, nuclear_backend=args.nuclear_backend,

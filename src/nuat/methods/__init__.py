@@ -15,7 +15,7 @@ from nuat.methods import pgd_at as _pgd_at
 from nuat.methods import rfgsm_at as _rfgsm_at
 from nuat.methods import trades as _trades
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput
-from nuat.methods.registry import METHODS, WA_TAU, build_method, get_method, register_method
+from nuat.methods.registry import METHODS, WA_TAU, build_method, get_method, register_alias, register_method
 
 _HYBRID_THRESHOLD = 0.6  # not published; see docs/methods.md
 
@@ -35,6 +35,10 @@ for _name, _defaults, _hp, _summary in [
         hparams={"steps": 1, "alpha": None, "alternate": True, "first_step_average": None,
                  "switch_threshold": None, "nuclear_group_size": None, **_hp},
     )
+
+# NuAT-H with a weight average is the published NuAT-WA-H (its NuAT-WA defaults), however it is
+# spelled: --method nuat-h --wa, nuat-h-wa or nuat-wa-h
+register_alias("nuat-h-wa", "nuat-wa-h")
 
 # Baselines of the paper's tables (docs/baselines.md lists their defaults and sources).
 register_method("erm", build=_erm.ERM, defaults=_erm.DEFAULTS, summary="standard training, no attack")

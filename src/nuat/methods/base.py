@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nuat.train.ema import PUBLISHED_STEPS
+
 
 @dataclass
 class StepContext:
@@ -55,6 +57,8 @@ class MethodDefaults:
 
     ``averages`` maps an EMA name to its tau; ``"ema"`` is the reported averaged model (-WA),
     other names are helpers (NuAT2-WA's fast average used for the first attack step).
+    ``tau_steps``: optimiser steps of the published run the taus belong to (a run of that length
+    gets them exactly; others get them rescaled, :func:`nuat.train.ema.tau_for_run`).
     """
 
     lam_max: float = 0.0
@@ -62,6 +66,7 @@ class MethodDefaults:
     lr_up: float = 0.4
     lr_down: float = 0.5
     averages: dict[str, float] = field(default_factory=dict)
+    tau_steps: int = PUBLISHED_STEPS  # the NuAT-WA run
 
 
 class Method:

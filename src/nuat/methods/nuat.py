@@ -21,7 +21,7 @@ NUAT = MethodDefaults(lam_max=4.5, ramp_fraction=0.9, lr_up=0.4, lr_down=0.5)
 NUAT_WA = MethodDefaults(lam_max=4.0, ramp_fraction=1.0, lr_up=0.25, lr_down=0.75, averages={"ema": 0.9998})
 NUAT2 = MethodDefaults(lam_max=4.0, ramp_fraction=0.9, lr_up=20 / 55, lr_down=15 / 55)
 NUAT2_WA = MethodDefaults(lam_max=4.0, ramp_fraction=1.0, lr_up=0.25, lr_down=0.75,
-                          averages={"ema": 0.9998, "fast": 0.99})
+                          averages={"ema": 0.9998, "fast": 0.99}, tau_steps=80 * 766)  # WRN-34-10, E = 80, batch 64
 
 
 class NuAT(Method):
@@ -80,17 +80,16 @@ class NuAT(Method):
         self._epoch_batches = 0
 
     def _use_two_steps(self, ce: torch.Tensor, batch_index: int) -> bool:
-        if self._remedy:
-            return True
         if self.switch_threshold is None:
-            return self.steps == 2
+            return self._remedy or self.steps == 2
         # The hybrid trigger needs the loss value on the host: one sync per iteration, only for
-        # the -H variants (documented in docs/methods.md).
+        # the -H variants (documented in docs/methods.md). An epoch redone with the remedy
+        # (all batches two-step) still counts its loss and its two-step batches.
         value = float(ce.detach())
         self._epoch_loss_sum += value
         self._epoch_batches += 1
         ref = self.previous_mean_clean_loss
-        if ref is not None and value < self.switch_threshold * ref:
+        if self._remedy or (ref is not None and value < self.switch_threshold * ref):
             self._epoch_switches.append(batch_index)
             return True
         return False
@@ -121,9 +120,11 @@ class NuAT(Method):
         sums["reg"] = reg.detach() * m
         sums["loss"] = loss.detach() * m
         attack_steps = 2 if two_steps else 1
-        # forwards: clean + adversarial + one per attack step; input backwards: one per step;
-        # full backwards: through the clean and the adversarial pass
-        return StepOutput(loss=loss, sums=sums, x_adv=x_adv, passes=(2 + attack_steps, attack_steps, 2))
+        # forwards: clean + adversarial + one per attack step (+ NuAT2-WA's clean pass of the fast
+        # average on batches whose first step has the nuclear term); input backwards: one per
+        # step; full backwards: through the clean and the adversarial pass
+        forwards = 2 + attack_steps + (first_ref is not None)
+        return StepOutput(loss=loss, sums=sums, x_adv=x_adv, passes=(forwards, attack_steps, 2))
 
     def end_epoch(self, sums: dict[str, float]) -> dict[str, Any]:
         if self.switch_threshold is None:

@@ -23,6 +23,8 @@ class MethodEntry:
 
 
 METHODS: dict[str, MethodEntry] = {}
+#: other spellings of a registered method (``nuat-h-wa`` is the published ``nuat-wa-h``)
+ALIASES: dict[str, str] = {}
 
 #: ``<name>-wa`` is ``<name>`` with an exponential weight average as its reported model (paper
 #: Sec. 5.4: tau 0.9998, updated after every optimiser step), e.g. pgd-at-wa, trades-wa, gat-wa.
@@ -36,6 +38,13 @@ def register_method(name: str, *, build: Callable[..., Method], defaults: Method
     if name in METHODS:
         raise ValueError(f"method {name!r} registered twice")
     METHODS[name] = MethodEntry(name, build, defaults, summary, dict(hparams or {}))
+
+
+def register_alias(alias: str, target: str) -> None:
+    """Let ``alias`` name the registered method ``target`` (same entry, same defaults)."""
+    if alias in METHODS or alias in ALIASES or target not in METHODS:
+        raise ValueError(f"alias {alias!r} -> {target!r}: taken, or the target is not registered")
+    ALIASES[alias] = target
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
@@ -58,6 +67,8 @@ def get_method(name: str) -> MethodEntry:
     weight average (registered names win: ``nuat-wa`` keeps its own published defaults)."""
     if name in METHODS:
         return METHODS[name]
+    if name in ALIASES:
+        return METHODS[ALIASES[name]]
     base = name[: -len(WA_SUFFIX)] if name.endswith(WA_SUFFIX) else None
     if base in METHODS:
         return with_weight_average(METHODS[base], name)

@@ -9,6 +9,7 @@ from typing import Any
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
 from nuat.projections import parse_eps
+from nuat.train.ema import PUBLISHED_STEPS
 from nuat.train.fastpath import AMP_MODES
 
 
@@ -37,6 +38,8 @@ class TrainConfig:
     #: True: ``averages`` hold the published taus, rescaled to this run's length (see
     #: ``nuat.train.ema.tau_for_run``); False: used as given (``--tau``).
     scale_averages: bool = True
+    #: optimiser steps of the published run the taus belong to (the method's ``tau_steps``)
+    tau_steps: int = PUBLISHED_STEPS
     method_hparams: dict[str, Any] = field(default_factory=dict)
     val_per_class: int = 100
     val_steps: int = 7
@@ -77,6 +80,8 @@ class TrainConfig:
         if self.lr_up <= 0 or self.lr_up + self.lr_down > 1.0 + 1e-9:
             raise UsageError(f"--lr-up {self.lr_up} and --lr-down {self.lr_down} are invalid; "
                              "need lr-up > 0 and lr-up + lr-down <= 1")
+        if not isinstance(self.tau_steps, int) or self.tau_steps <= 0:
+            raise UsageError(f"tau_steps {self.tau_steps!r} is invalid; it must be a positive integer")
         for name, tau in self.averages.items():
             if not (0.0 <= tau < 1.0):
                 raise UsageError(f"tau of average {name!r} is {tau!r}; it must lie in [0, 1)")

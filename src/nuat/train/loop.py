@@ -96,7 +96,8 @@ def build_run(cfg: TrainConfig) -> Run:
                          device=device, drop_last=False)
     attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     total_steps = len(loader) * cfg.epochs
-    taus = {name: tau_for_run(tau, total_steps) if cfg.scale_averages else tau for name, tau in cfg.averages.items()}
+    taus = {name: tau_for_run(tau, total_steps, published_steps=cfg.tau_steps) if cfg.scale_averages else tau
+            for name, tau in cfg.averages.items()}
     averages = {name: ModelEMA(model, tau) for name, tau in taus.items()}
     info = {
         "dataset": cfg.dataset, "eps": cfg.eps, "threat_model": "linf", "method": cfg.method,
