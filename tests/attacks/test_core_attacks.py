@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from nuat.attacks import fgsm, ifgsm, nuclear, pgd, pgd_trace
 from nuat.projections import check_linf
@@ -74,3 +75,59 @@ def test_nuclear_attack_is_one_eps_step_from_bernoulli_start():
     # start at +-0.1, one step of 0.2 and projection to [-0.2, 0.2]: every pixel ends at +-0.1 or +-0.2
     d = (x_adv - x).abs()
     assert set(torch.round(d.flatten() * 1000).unique().tolist()) <= {100.0, 200.0}
+
+
+def test_input_gradient_freezes_parameters_and_restores_them():
+    from nuat.attacks.common import input_gradient
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    model[0].bias.requires_grad_(False)  # a parameter frozen by the caller stays frozen
+    seen = []
+    x = torch.randn(4, 8)
+    grad = input_gradient(model, x, lambda z: (seen.append([p.requires_grad for p in model.parameters()]), z.sum())[1])
+    assert seen == [[False] * 4] and grad.shape == x.shape
+    assert [p.requires_grad for p in model.parameters()] == [True, False, True, True]
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(RuntimeError, match="boom"):
+        input_gradient(model, x, lambda z: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert [p.requires_grad for p in model.parameters()] == [True, False, True, True]
+
+
+def test_compiled_model_attack_backward_computes_only_the_input_gradient():
+    # torch.compile runs one fixed backward graph: with trainable parameters it would compute
+    # every weight gradient on each attack step, only to throw them away
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    from nuat.attacks.common import input_gradient
+    backward_outputs = []
+
+    def record_backward(gm, _):
+        output = next(n for n in gm.graph.nodes if n.op == "output")
+        backward_outputs.append(sum(a is not None for a in output.args[0]))
+        return make_boxed_func(gm.forward)
+
+    torch._dynamo.reset()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    compiled = torch.compile(model, backend=aot_autograd(fw_compiler=lambda gm, _: make_boxed_func(gm.forward),
+                                                   bw_compiler=record_backward))
+    x = torch.randn(4, 8)
+    input_gradient(compiled, x, lambda z: z.sum())
+    assert backward_outputs == [1]  # the input gradient, no weight gradient
+    torch._dynamo.reset()
+
+
+def test_input_gradient_backward_runs_without_autocast():
+    from nuat.attacks.common import input_gradient
+    from nuat.losses import nuclear_norm
+    torch.manual_seed(0)
+    model, x, ref = nn.Linear(20, 10), torch.randn(64, 20), torch.randn(64, 10)
+
+    def objective(z):
+        return nuclear_norm(z, ref, backend="svd")
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grad = input_gradient(model, x, objective)
+        xx = x.clone().requires_grad_(True)
+        loss = objective(model(xx))  # the same bf16 forward
+    (expected,) = torch.autograd.grad(loss, xx)  # backward outside autocast: float32
+    assert torch.equal(grad, expected)

@@ -215,3 +215,27 @@ def test_cpu_training_step_does_not_fault_in_fresh_pages(real_data_dir):
     _iterate(t, 6)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 6
     assert faults < 200, f"{faults:.0f} minor page faults per iteration"
+
+
+def test_compiled_step_model_keeps_static_shapes_after_a_smaller_last_batch():
+    from nuat.train.fastpath import step_model
+    graphs, calls = [], []
+
+    def record(gm, example_inputs):
+        index = len(graphs)
+        # a dynamic-shape graph takes the batch size as a symbolic integer input
+        graphs.append(any(not isinstance(t, torch.Tensor) for t in example_inputs))
+
+        def run(*args):
+            calls.append(index)
+            return gm.forward(*args)
+        return run
+
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    compiled = step_model(model, compile=True, backend=record)
+    for batch in (8, 8, 5, 8):
+        compiled(torch.randn(batch, 6))
+    torch._dynamo.reset()
+    assert graphs == [False, False]  # one static graph per batch size
+    assert calls == [0, 0, 1, 0]  # full batches stay on the first graph

@@ -13,9 +13,11 @@ from nuat.data.augment import PADDING, crop_flip_params
 from nuat.data.imagedata import FolderImageData
 
 
-def _reference_epoch(images: torch.Tensor, labels: torch.Tensor, batch: int, seed: int, augment: bool):
+def _reference_epoch(images: torch.Tensor, labels: torch.Tensor, batch: int, seed: int, augment: bool,
+                     device: str = "cpu"):
     """Per-image reference: the documented order and seeding of BatchLoader, then pad, crop and
-    flip each image with plain slicing, then scale to [0, 1]."""
+    flip each image with plain slicing, then scale to [0, 1]. The crops are drawn on ``device``'s
+    generator, as the loader does (a CUDA generator gives other numbers than a CPU one)."""
     gen = torch.Generator().manual_seed(seed)
     n = images.shape[0]
     perm = torch.randperm(n, generator=gen)
@@ -24,8 +26,8 @@ def _reference_epoch(images: torch.Tensor, labels: torch.Tensor, batch: int, see
     for k in range(-(-n // batch)):
         index = perm[k * batch:(k + 1) * batch]
         if augment:
-            g = torch.Generator().manual_seed((aug_seed + k) % 2**63)
-            oy, ox, flip = crop_flip_params(len(index), PADDING, g)
+            g = torch.Generator(device=device).manual_seed((aug_seed + k) % 2**63)
+            oy, ox, flip = (t.cpu() for t in crop_flip_params(len(index), PADDING, g, device=device))
         xs = []
         for j, i in enumerate(index.tolist()):
             img = images[i].numpy().astype(np.float32)
@@ -55,7 +57,7 @@ def test_device_pipeline_equals_per_image_reference(augment):
         loader = BatchLoader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(3), augment=augment,
                              device=device)
         batches = list(loader)
-        reference = _reference_epoch(data.images, data.labels, 16, 3, augment == "crop-flip")
+        reference = _reference_epoch(data.images, data.labels, 16, 3, augment == "crop-flip", device)
         assert len(batches) == len(reference) == 5
         for (x, y), (rx, ry) in zip(batches, reference):
             assert x.device.type == device and x.dtype == torch.float32

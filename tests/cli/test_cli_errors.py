@@ -24,6 +24,8 @@ BAD_VALUES = {
     "--on-collapse": st.sampled_from(["ignore", "roll-back"]),
     "--val-per-class": st.sampled_from(["-5", "100000"]),
     "--switch-threshold": st.sampled_from(["0.5"]),  # only hybrid methods take it
+    "--nuclear-group-size": st.sampled_from(["0", "-64", "x"]),
+    "--nuclear-backend": st.sampled_from(["qr", "SVD", ""]),
 }
 
 
@@ -57,6 +59,11 @@ def test_messages_name_the_value_and_the_choices(capsys, real_data_dir, tmp_path
     assert "'fashion_mnist'" in err and "fashion-mnist" in err and "did you mean" in err
     assert main(["train", "--method", "nuat-w", "--data-dir", str(real_data_dir), "--out", str(tmp_path / "r")]) == 2
     assert "did you mean 'nuat-wa'" in capsys.readouterr().err
+    # a NuAT-only switch on another method: one line, not a TypeError from the method's builder
+    assert main(["train", "--method", "pgd-at", "--nuclear-group-size", "64", "--data-dir", str(real_data_dir),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--nuclear-group-size applies to the NuAT family" in err and err.count("\n") == 1
 
 
 def test_missing_data_names_folders_and_files(tmp_path, monkeypatch, capsys):

@@ -11,16 +11,39 @@ from torch import nn
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters of ``model`` that require gradients stop requiring them inside the block.
+
+    An attack needs only the input gradient. Eager autograd skips weight gradients nobody asked
+    for anyway, but a ``torch.compile``-d model runs one fixed backward graph that computes every
+    gradient its inputs require: with the parameters frozen it compiles (once) an input-only one.
+    Graphs already built (e.g. the clean pass a training step reuses) keep their weight gradients.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def input_gradient(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Gradient of ``objective(model(x))`` (a scalar) w.r.t. ``x``; parameters get no gradient.
 
-    Returns a tensor shaped like ``x``. Uses ``torch.autograd.grad`` so parameter ``.grad``
-    fields are never touched (attacks can run inside a training step).
+    Returns a tensor shaped like ``x``. Uses ``torch.autograd.grad`` with the parameters frozen
+    (:func:`frozen_parameters`), so parameter ``.grad`` fields are never touched and no weight
+    gradient is computed (attacks can run inside a training step). The forward pass follows the
+    caller's autocast setting (the fast path's bf16); the backward runs with autocast off, so the
+    losses' own backward formulas (e.g. the nuclear norm's) stay in float32.
     """
     x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen_parameters(model):
         loss = objective(model(x))
-        (grad,) = torch.autograd.grad(loss, x)
+        with torch.autocast(x.device.type, enabled=False):
+            (grad,) = torch.autograd.grad(loss, x)
     return grad
 
 

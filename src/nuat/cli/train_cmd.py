@@ -115,6 +115,8 @@ def resolve_config(args: argparse.Namespace):
             raise UsageError(f"--switch-threshold applies to hybrid methods (-h); {args.method!r} is not one")
         hparams["switch_threshold"] = args.switch_threshold
     if args.nuclear_group_size is not None:
+        if "nuclear_group_size" not in entry.hparams:
+            raise UsageError(f"--nuclear-group-size applies to the NuAT family; {args.method!r} has no nuclear norm")
         if args.nuclear_group_size <= 0:
             raise UsageError(f"--nuclear-group-size {args.nuclear_group_size} is invalid; it must be positive")
         hparams["nuclear_group_size"] = args.nuclear_group_size

@@ -168,7 +168,8 @@ class BatchLoader:
                 for k in range(start, len(self)):
                     index = self._batch_index(perm, k).cpu()
                     x = self.data.get_batch(index)
-                    if not put(("ok", x.pin_memory() if pin else x, self.data.labels[index])):
+                    y = self.data.labels[index]
+                    if not put(("ok", x.pin_memory() if pin else x, y.pin_memory() if pin else y)):
                         return
                 put(("end", None, None))
             except BaseException as exc:  # re-raised in the consumer
@@ -183,7 +184,8 @@ class BatchLoader:
                     return
                 if kind == "error":
                     raise x
-                yield x.to(self.device, non_blocking=pin), y.to(self.device)
+                # pinned + non_blocking: the copies queue behind the device's work, no host sync
+                yield x.to(self.device, non_blocking=pin), y.to(self.device, non_blocking=pin)
         finally:
             stop.set()
             thread.join()

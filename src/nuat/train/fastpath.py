@@ -44,8 +44,13 @@ def prepare_input(x: torch.Tensor, *, channels_last: bool) -> torch.Tensor:
 
 def step_model(model: nn.Module, *, compile: bool, **options: Any) -> nn.Module:
     """What the method's passes run through: ``model`` itself, or a ``torch.compile`` wrapper that
-    shares its parameters and buffers (checkpoints, EMA and validation keep using ``model``)."""
-    return torch.compile(model, **options) if compile else model
+    shares its parameters and buffers (checkpoints, EMA and validation keep using ``model``).
+
+    Compiled with static shapes (``dynamic=False`` unless ``options`` say otherwise): by default
+    the epoch's smaller last batch would make torch recompile a dynamic-shape graph that then
+    serves every later full batch too; static shapes cost one extra compile for the last batch
+    and keep the full batches on the graph that ``nuat bench`` times."""
+    return torch.compile(model, **{"dynamic": False, **options}) if compile else model
 
 
 # glibc mallopt parameters (malloc.h)

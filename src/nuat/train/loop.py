@@ -146,8 +146,8 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
                       eps=cfg.eps, lam=lam, generator=run.attack_generator,
                       averages={name: ema.model for name, ema in run.averages.items()})
     x = fastpath.prepare_input(x, channels_last=cfg.channels_last)
-    # forward passes only under autocast (backward runs outside); the backend is read by the
-    # nuclear norm's forward (its backward is fixed then)
+    # forward passes only under autocast (the loss's backward runs outside, the attacks' input
+    # gradients switch it off); the backend is read by the nuclear norm's forward
     with fastpath.autocast(run.device, cfg.amp), nuclear_backend(cfg.nuclear_backend):
         out = run.method.loss(run.step_model, x, y, ctx)
     run.optimizer.zero_grad(set_to_none=True)
