@@ -102,3 +102,13 @@ def test_attacks_are_deterministic_given_a_generator():
     a = gama_pgd(model, x, y, eps=0.1, steps=5, generator=torch.Generator().manual_seed(3))
     b = gama_pgd(model, x, y, eps=0.1, steps=5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_gama_guide_reference_defaults_to_the_start_point():
+    # reference details: "a squared-L2 term between the softmax at the current point and at the
+    # start point"; the clean-image reference stays available
+    model = tiny_cnn()
+    x, y = batch()
+    run = lambda **kw: gama_pgd(model, x, y, eps=0.1, steps=5, generator=torch.Generator().manual_seed(3), **kw)  # noqa: E731
+    default, start, clean = run(), run(reference="start"), run(reference="clean")
+    assert torch.equal(default, start) and not torch.equal(default, clean)

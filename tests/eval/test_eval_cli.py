@@ -13,6 +13,7 @@ import torch
 
 from nuat.cli import main
 from nuat.eval import registry
+from nuat.errors import UsageError
 from nuat.eval.registry import JobOutput, Settings, build_jobs, parse_attacks
 
 
@@ -165,3 +166,32 @@ def test_killed_eval_resumes_to_the_same_numbers(undefended_checkpoint, tmp_path
     assert numbers(resumed) == numbers(uninterrupted)
     a, b = (json.loads((p / "state.json").read_text())["jobs"] for p in (killed, straight))
     assert {k: v["flags"] for k, v in a.items()} == {k: v["flags"] for k, v in b.items()}
+
+
+def test_attack_spellings_are_canonical_and_repeats_refused():
+    assert [r.name for r in parse_attacks("clean,pgd-020,gama-pgd-0100", 10)] == ["clean", "pgd-20", "gama-pgd-100"]
+    with pytest.raises(UsageError, match="listed twice"):
+        parse_attacks("pgd-20,pgd-020", 10)
+    jobs = build_jobs(parse_attacks("gama-pgd-10", 10), Settings(eps=0.1, pgd_step=0.01))
+    assert jobs[1].params["reference"] == "start" and "start point" in jobs[1].details["gama-pgd-10"]
+    jobs = build_jobs(parse_attacks("gama-pgd-10", 10), Settings(eps=0.1, pgd_step=0.01, gama_reference="clean"))
+    assert jobs[1].params["reference"] == "clean"
+
+
+def test_scoring_runs_in_float32_under_a_callers_autocast():
+    from nuat.eval.accuracy import batch_correct
+    from nuat.eval.runner import score_batch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+    dtypes = []
+    model.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    x, y = torch.rand(16, 3, 4, 4), torch.randint(0, 10, (16,))
+    job = build_jobs(parse_attacks("pgd-3", 16), Settings(eps=0.1, pgd_step=0.03))[1]
+    plain = score_batch(model, job, x, y, None, torch.Generator().manual_seed(0), 0.1, "t")[0]
+    expected = batch_correct(model, x, y, None, 0.1)
+    dtypes.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = score_batch(model, job, x, y, None, torch.Generator().manual_seed(0), 0.1, "t")[0]
+        clean = batch_correct(model, x, y, None, 0.1)
+    assert set(dtypes) == {torch.float32}
+    assert torch.equal(plain["pgd-3"], under["pgd-3"]) and torch.equal(expected, clean)

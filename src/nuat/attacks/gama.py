@@ -44,7 +44,7 @@ def gama_pgd(
     drop_factor: float = 10.0,
     guide_weight: float = 50.0,
     guide_steps: int = 25,
-    reference: str = "clean",
+    reference: str = "start",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Untargeted GAMA-PGD under the L-infinity threat model.
@@ -56,8 +56,9 @@ def gama_pgd(
             ``drops``.
         guide_weight, guide_steps: weight of the squared-L2 guide term at step 0 and the number
             of steps over which it decays linearly to 0 (GAMA's relaxation term).
-        reference: where the guide's reference softmax is taken: "clean" (the clean image, the
-            attack's centre, as in GAMA's Eq. 3; default) or "start" (the random start).
+        reference: where the guide's reference softmax is taken: "start" (the random start, as
+            the reference details and the GAMA authors' code; default) or "clean" (the clean
+            image, the centre of the ball, as GAMA's Eq. 3 is written).
         generator: source of the random sign start.
     Returns:
         (B, C, H, W) adversarial images in the eps-ball and [0, 1]: for each example the first

@@ -51,6 +51,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--pgd-loss", default="ce", help="ce or margin (default: ce)")
     g.add_argument("--targets", default="9", help="target classes of targeted-pgd: a number or 'all' (default: 9)")
     g.add_argument("--nuclear-lam", type=float, default=4.0, help="lambda of the NuAT attack (default: 4.0)")
+    g.add_argument("--gama-reference", choices=("start", "clean"), default="start",
+                   help="GAMA's guide term compares with the softmax at the random start (default, as published) "
+                        "or at the clean image")
     p.set_defaults(run=run)
 
 
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     targets, dataset, eps, eps_text, device = load_targets(args)
     settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,
                         pgd_loss=check_loss(args.pgd_loss), targets=None if targets_text == "all" else int(targets_text),
-                        nuclear_lam=args.nuclear_lam, seed=args.seed)
+                        nuclear_lam=args.nuclear_lam, seed=args.seed, gama_reference=args.gama_reference)
     build_jobs(parse_attacks(args.attacks, 1), settings)
     options = EvalOptions(attacks=args.attacks, dataset=dataset, settings=settings, eps_text=eps_text, n=args.n,
                           batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir, device=str(device),

@@ -16,11 +16,12 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 def batch_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None, eps: float) -> torch.Tensor:
     """Per-example correctness (B,) bool of ``model`` on ``attack(model, x, y)`` (clean if None).
 
-    The model runs in eval mode and float32; the adversarial batch must lie in the eps-ball and
-    [0, 1] (:class:`nuat.projections.ThreatModelViolation` otherwise).
+    The model runs in eval mode and float32 (autocast off, whatever the caller's setting); the
+    adversarial batch must lie in the eps-ball and [0, 1]
+    (:class:`nuat.projections.ThreatModelViolation` otherwise).
     """
     x = x.float()
-    with eval_mode(model):
+    with eval_mode(model), torch.autocast(x.device.type, enabled=False):
         if attack is not None:
             x_adv = attack(model, x, y)
             check_linf(x_adv, x, eps)

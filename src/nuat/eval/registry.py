@@ -45,7 +45,8 @@ class Settings:
     pgd_step: PGD step in pixels (``nuat eval`` default eps/10, see docs/evaluation.md);
     pgd_restarts: independent random starts per PGD run; pgd_loss: "ce" or "margin";
     targets: target classes of targeted-pgd (None: all); nuclear_lam: weight of the nuclear
-    term of the NuAT attack; seed: evaluation seed (AutoAttack gets it as its own seed).
+    term of the NuAT attack; seed: evaluation seed (AutoAttack gets it as its own seed);
+    gama_reference: where GAMA's guide takes its reference softmax ("start" or "clean").
     """
 
     eps: float
@@ -55,6 +56,7 @@ class Settings:
     targets: int | None = 9
     nuclear_lam: float = 4.0
     seed: int = 0
+    gama_reference: str = "start"
 
 
 @dataclass
@@ -192,11 +194,14 @@ def _gama(reqs: list[Request], s: Settings) -> list[Job]:
         steps = r.steps or 100
         # published schedule for 100 steps; other step counts scale it proportionally
         drops, guide = (round(0.6 * steps), round(0.85 * steps)), round(0.25 * steps)
+        where = "the start point" if s.gama_reference == "start" else "the clean image"
         detail = (f"{steps} steps from 2*eps, /10 at steps {drops[0]} and {drops[1]}, +-eps sign start, "
-                  f"softmax margin + 50->0 (over {guide} steps) squared-L2 guide")
-        return _single(r, f"GAMA-PGD-{steps}", detail, {"eps": s.eps, "steps": steps},
+                  f"softmax margin + 50->0 (over {guide} steps) squared-L2 guide to {where}")
+        return _single(r, f"GAMA-PGD-{steps}", detail,
+                       {"eps": s.eps, "steps": steps, "reference": s.gama_reference},
                        lambda m, x, y, g: JobOutput(gama_pgd(m, x, y, eps=s.eps, steps=steps, drops=drops,
-                                                             guide_steps=guide, generator=g)))
+                                                             guide_steps=guide, reference=s.gama_reference,
+                                                             generator=g)))
     return [job(r) for r in reqs]
 
 
@@ -288,6 +293,8 @@ def parse_attacks(text: str, n: int) -> list[Request]:
                 steps = int(match.group(1)) if match.groups() and match.group(1) else None
                 if steps is not None and steps < 1:
                     raise UsageError(f"attack {name!r}: the step count must be at least 1")
+                if steps is not None:  # one spelling per attack: pgd-020 is pgd-20
+                    name = name[:match.start(1)] + str(steps) + name[match.end(1):]
                 break
         else:
             close = difflib.get_close_matches(name, attack_choices() + list(FAMILIES), n=1, cutoff=0.5)

@@ -55,7 +55,8 @@ def score_batch(model: nn.Module, job: Job, x: torch.Tensor, y: torch.Tensor, cl
     if idx.numel() == 0:
         return flags, seconds, []
     xs, ys = x[idx], y[idx]
-    with eval_mode(model):
+    # float32 whatever the caller's autocast: attacks and the final check are the measurement
+    with eval_mode(model), torch.autocast(x.device.type, enabled=False):
         out = job.run(model, xs, ys, generator)
         try:
             check_linf(out.adversarial, xs, eps)
