@@ -8,7 +8,9 @@
 #
 # Usage: scripts/baselines/eval_all.sh [RUN_DIRS...]
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines),
-#        N (default 1000), AA_N (default 600), ATTACKS (default clean,pgd-100,gama-pgd-100,aa@$AA_N)
+#        N (default 1000), AA_N (default 600), ATTACKS (default clean,pgd-100,gama-pgd-100,aa@$AA_N),
+#        EVAL_ARGS (more nuat eval arguments, e.g. "--gama-reference clean": the GAMA setting of the
+#        evaluations in results/baselines/table.md, made before commit 06f38b8 changed the default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
@@ -30,7 +32,8 @@ for run in "${dirs[@]}"; do
   if [[ -f "$run/best-ema.safetensors" ]]; then name=best-ema; else name=best; fi
   out="$run/eval/$name"
   [[ -f "$out/eval.json" ]] && { echo "skip $run: $out/eval.json exists"; continue; }
+  # shellcheck disable=SC2086
   $NUAT eval "$run/$name.safetensors" --n "$N" --attacks "$ATTACKS" --data-dir "$DATA" --out "$out" \
-    --no-progress > "$run/eval-$name.log" 2>&1 || { echo "FAILED $run: see $run/eval-$name.log"; continue; }
+    --no-progress ${EVAL_ARGS:-} > "$run/eval-$name.log" 2>&1 || { echo "FAILED $run: see $run/eval-$name.log"; continue; }
   echo "done $run ($name)"
 done
