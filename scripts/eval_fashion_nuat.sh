@@ -24,7 +24,9 @@ RUN=runs/fashion-mnist-nuat
 ERM=runs/fashion-mnist-erm
 [[ -f $RUN/best.safetensors ]] || { echo "no $RUN/best.safetensors: train it first (see README.md)" >&2; exit 1; }
 
-$NUAT eval "$RUN" --data-dir "$DATA" --eps 0.1 --batch-size 500 --seed 0 \
+# --gama-reference clean: the GAMA setting these committed results were measured with (the default
+# became the random start, as published, in commit 06f38b8)
+$NUAT eval "$RUN" --data-dir "$DATA" --eps 0.1 --batch-size 500 --seed 0 --gama-reference clean \
   --attacks clean,fgsm,pgd-7,pgd-20,pgd-100,pgd-500,gama-pgd-100,aa@1000,aa-v1@1000 \
   --out "$OUT/fashion-mnist-nuat" --no-progress
 
@@ -45,6 +47,6 @@ fi
 # which for an undefended model picks an early epoch)
 $NUAT sanity "$ERM/last.safetensors" --data-dir "$DATA" --n 1000 --seed 0 \
   --out "$OUT/fashion-mnist-erm/sanity" --no-progress
-$NUAT eval "$ERM/last.safetensors" --data-dir "$DATA" --eps 0.1 --batch-size 500 --seed 0 \
+$NUAT eval "$ERM/last.safetensors" --data-dir "$DATA" --eps 0.1 --batch-size 500 --seed 0 --gama-reference clean \
   --attacks clean,fgsm,pgd-20,pgd-100,gama-pgd-100,aa@1000 --n 1000 \
   --out "$OUT/fashion-mnist-erm" --no-progress
