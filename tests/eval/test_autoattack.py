@@ -12,6 +12,7 @@ from torch import nn
 
 from nuat.attacks.autoattack import VERSIONS
 from nuat.data import ArrayImageData
+from nuat.errors import UsageError
 from nuat.eval.evaluate import EvalOptions, evaluate
 from nuat.eval.registry import Settings
 from nuat.eval.state import text_to_flags
@@ -66,3 +67,13 @@ def test_aa_path_agrees_with_pyautoattack(tmp_path, name, version, kwargs):
     assert row["robust"] == int(theirs.sum()) and 0 < row["robust"] < len(y) - 3  # the attack did something
     assert [c["name"] for c in row["components"]] == list(VERSIONS[version])
     assert adversary.square.n_queries == QUERIES
+
+
+def test_evaluation_refuses_two_different_seeds(tmp_path):
+    model, data, x, y = small_problem()
+    target = EvalTarget("tiny", tmp_path / "tiny.safetensors", "0" * 64, model)
+    options = EvalOptions(attacks="clean,aa", dataset="synthetic", settings=Settings(eps=EPS, pgd_step=EPS / 10, seed=1),
+                          eps_text=str(EPS), batch_size=len(y), seed=0, progress=False)
+    with pytest.raises(UsageError, match="differ"):
+        evaluate(target, options, tmp_path / "out", data=data)
+    assert not (tmp_path / "out").exists()

@@ -45,6 +45,9 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
 
     if options.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {options.batch_size}")
+    if options.seed != options.settings.seed:  # the attacks' and AutoAttack's seed must be one
+        raise UsageError(f"EvalOptions.seed {options.seed} and Settings.seed {options.settings.seed} differ; "
+                         "set both to the evaluation's seed")
     data = load_dataset(options.dataset, "test", options.data_dir) if data is None else data
     n = len(data) if options.n is None else options.n
     if not 1 <= n <= len(data):
