@@ -1,4 +1,5 @@
-"""Small MNIST networks: the 4-conv net of Madry et al./NuAT and the fast net of Wong et al."""
+"""Small MNIST networks: the 4-conv net of the NuAT paper's MNIST comparisons (reference
+details) and the 2-conv fast net of Wong et al. (``small-cnn``; not TRADES' 4-conv SmallCNN)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ class SmallCNN(nn.Sequential):
 
 @register_model("mnist-cnn")
 def mnist_cnn(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """The 4-conv MNIST network used by Madry et al. and the NuAT paper."""
+    """The 4-conv MNIST network of the NuAT paper's line of work (reference details: conv 5x5 32,
+    conv 5x5 32, maxpool, conv 5x5 64, conv 5x5 64, maxpool, fc 512, fc 10)."""
     return MnistCNN(num_classes, in_channels, image_size)
 
 
