@@ -263,6 +263,18 @@ def test_cli_wa_switch_equals_the_suffix(tmp_path):
         assert (h.method, h.lam_max, h.lr_up) == ("nuat-wa-h", 4.0, 0.25)
 
 
+def test_cli_lam_boost(tmp_path):
+    assert cli_config(tmp_path, "--method", "gat").lam_boost == [0.86, 4.0]
+    assert cli_config(tmp_path, "--method", "gat-wa").lam_boost == [0.86, 4.0]
+    assert cli_config(tmp_path, "--method", "gat", "--lam-boost", "off").lam_boost is None
+    assert cli_config(tmp_path, "--method", "nuat", "--lam-boost", "0.5,2").lam_boost == [0.5, 2.0]
+    assert cli_config(tmp_path, "--method", "nuat").lam_boost is None
+    for bad in (("--method", "gat", "--lam-boost", "0.5"), ("--method", "gat", "--lam-boost", "1.5,2"),
+                ("--method", "gat", "--lam-boost", "x,y"), ("--method", "pgd-at", "--lam-boost", "0.5,2")):
+        with pytest.raises(UsageError):
+            cli_config(tmp_path, *bad)
+
+
 def test_published_taus_belong_to_each_methods_published_run(tmp_path):
     from nuat.train.ema import tau_for_run
     wa = cli_config(tmp_path, "--method", "nuat-wa")

@@ -45,6 +45,16 @@ def test_cyclic_lr_nuat_wa_has_no_tail():
     assert lr(100) == 0.0
 
 
+def test_gat_lambda_is_multiplied_by_four_after_epoch_85_of_100():
+    # the authors' GAT_cifar10.py: l2_reg = 10, then l2_reg *= mul (4) at the end of epoch 85
+    boost = METHODS["gat"].defaults.lam_boost
+    lams = [lambda_ramp(e, 100, lam_max=10.0, ramp_fraction=0.0, boost=boost) for e in range(100)]
+    assert lams[:86] == [10.0] * 86 and lams[86:] == [40.0] * 14
+    short = [lambda_ramp(e, 8, lam_max=10.0, ramp_fraction=0.0, boost=boost) for e in range(8)]
+    assert short == [10.0] * 7 + [40.0]
+    assert all(METHODS[m].defaults.lam_boost is None for m in METHODS if not m.startswith("gat"))
+
+
 def test_method_defaults_are_the_published_ones():
     assert METHODS["nuat"].defaults.lam_max == 4.5 and METHODS["nuat"].defaults.ramp_fraction == 0.9
     assert METHODS["nuat-wa"].defaults.lam_max == 4.0 and METHODS["nuat-wa"].defaults.averages == {"ema": 0.9998}

@@ -139,7 +139,7 @@ def _train_config(cfg: BenchConfig, method: str, variant: Variant, epochs: int, 
         batch_size=cfg.batch_size or recipe.get("batch_size", 64), lr=recipe.get("lr", 0.1), seed=cfg.seed,
         data_dir=cfg.data_dir, out=out, lam_max=d.lam_max, ramp_fraction=d.ramp_fraction, lr_up=d.lr_up,
         lr_down=d.lr_down, averages=dict(d.averages), tau_steps=d.tau_steps, method_hparams=hparams, device=cfg.device,
-        progress=False,
+        progress=False, lam_boost=None if d.lam_boost is None else list(d.lam_boost),
         final_eval=0, amp=variant.amp, channels_last=variant.channels_last, compile=variant.compile,
         nuclear_backend=variant.nuclear_backend,
     ).validate()

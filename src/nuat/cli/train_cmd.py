@@ -27,6 +27,8 @@ def add_parser(sub: Any) -> None:
     g = p.add_argument_group("method hyperparameters (defaults: the method's published values)")
     g.add_argument("--lam-max", type=float, help="final weight of the regulariser (NuAT nuclear norm, GAT softmax L2)")
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
+    g.add_argument("--lam-boost", metavar="FRACTION,FACTOR|off",
+                   help="multiply lambda by FACTOR from FRACTION of the run on (gat: 0.86,4 as published; off: none)")
     g.add_argument("--lr-up", type=float, help="fraction of the run for the LR to rise to its peak")
     g.add_argument("--lr-down", type=float, help="fraction of the run for the LR to fall back to 0")
     g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods), used as given; "
@@ -65,6 +67,21 @@ def add_parser(sub: Any) -> None:
                    help="how the nuclear norm's singular values are computed: same value and gradient, "
                         "different speed (auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
     p.set_defaults(run=run)
+
+
+def parse_lam_boost(text: str | None, default: tuple[float, float] | None) -> list[float] | None:
+    """``"0.86,4"`` -> [0.86, 4.0]; ``"off"`` -> None; None -> the method's default."""
+    if text is None:
+        return None if default is None else list(default)
+    if text.strip().lower() == "off":
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2:
+        raise UsageError(f"--lam-boost {text!r} is invalid; give FRACTION,FACTOR (e.g. 0.86,4) or 'off'")
+    return values
 
 
 def resolve_config(args: argparse.Namespace):
@@ -106,7 +123,8 @@ def resolve_config(args: argparse.Namespace):
             if key not in entry.hparams:
                 raise UsageError(f"{flag} does not apply to method {args.method!r}")
             hparams[key] = value
-    for flag, value in (("--lam-max", args.lam_max), ("--ramp-fraction", args.ramp_fraction)):
+    for flag, value in (("--lam-max", args.lam_max), ("--ramp-fraction", args.ramp_fraction),
+                        ("--lam-boost", args.lam_boost)):
         if value is not None and d.lam_max == 0:
             raise UsageError(f"{flag} applies to methods with a regulariser weight (nuat*, gat); "
                              f"{args.method!r} has none")
@@ -132,6 +150,7 @@ def resolve_config(args: argparse.Namespace):
         lr=pick(args.lr, "lr", 0.1), seed=args.seed, data_dir=args.data_dir, out=out,
         lam_max=pick(args.lam_max, "lam_max", d.lam_max),
         ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", d.ramp_fraction),
+        lam_boost=parse_lam_boost(args.lam_boost, d.lam_boost),
         lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
         averages=averages, scale_averages=scale_averages, tau_steps=d.tau_steps, method_hparams=hparams,
         val_per_class=args.val_per_class, train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,

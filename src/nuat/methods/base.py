@@ -67,6 +67,8 @@ class MethodDefaults:
     lr_down: float = 0.5
     averages: dict[str, float] = field(default_factory=dict)
     tau_steps: int = PUBLISHED_STEPS  # the NuAT-WA run
+    #: (fraction of the run, factor): lambda is multiplied by factor from that epoch on (GAT)
+    lam_boost: tuple[float, float] | None = None
 
 
 class Method:

@@ -32,6 +32,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lam_max: float = 0.0
     ramp_fraction: float = 1.0
+    #: [fraction of the run, factor]: lambda x factor from that epoch on (GAT); None: no boost
+    lam_boost: list[float] | None = None
     lr_up: float = 0.4
     lr_down: float = 0.5
     averages: dict[str, float] = field(default_factory=dict)
@@ -80,6 +82,10 @@ class TrainConfig:
         if self.lr_up <= 0 or self.lr_up + self.lr_down > 1.0 + 1e-9:
             raise UsageError(f"--lr-up {self.lr_up} and --lr-down {self.lr_down} are invalid; "
                              "need lr-up > 0 and lr-up + lr-down <= 1")
+        if self.lam_boost is not None:
+            if len(self.lam_boost) != 2 or not 0.0 <= self.lam_boost[0] <= 1.0 or not self.lam_boost[1] > 0:
+                raise UsageError(f"--lam-boost {self.lam_boost!r} is invalid; give FRACTION,FACTOR with the "
+                                 "fraction in [0, 1] and a positive factor, or 'off'")
         if not isinstance(self.tau_steps, int) or self.tau_steps <= 0:
             raise UsageError(f"tau_steps {self.tau_steps!r} is invalid; it must be a positive integer")
         for name, tau in self.averages.items():

@@ -317,7 +317,8 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
     try:
         epoch = start_epoch
         while epoch < cfg.epochs:
-            lam = lambda_ramp(epoch, cfg.epochs, lam_max=cfg.lam_max, ramp_fraction=cfg.ramp_fraction)
+            lam = lambda_ramp(epoch, cfg.epochs, lam_max=cfg.lam_max, ramp_fraction=cfg.ramp_fraction,
+                              boost=cfg.lam_boost)
             stats = train_epoch(run, epoch, lam, progress)
             scores = _validate_all(run)
             stats["val_clean_acc"], stats["val_ifgsm7_acc"] = scores[""]["clean"], scores[""]["robust"]

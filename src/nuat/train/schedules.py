@@ -8,22 +8,28 @@ over 90% of the run, and does not break a 5-epoch run).
 from __future__ import annotations
 
 
-def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float) -> float:
+def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float,
+                boost: tuple[float, float] | list[float] | None = None) -> float:
     """NuAT's lambda for a whole epoch (reference details: linear growth from 0).
 
     Published NuAT (E = 100): +lam_max/(E - 10) after each epoch for the first E - 10 epochs,
     i.e. ``ramp_fraction = 0.9``; NuAT-WA: +lam_max/E every epoch, ``ramp_fraction = 1.0``.
-    ``epoch`` counts from 0; epoch 0 trains with lambda = 0.
+    ``epoch`` counts from 0; epoch 0 trains with lambda = 0. ``boost = (fraction, factor)``
+    multiplies lambda by ``factor`` from epoch ``fraction * epochs`` on (GAT's published script:
+    lambda x 4 after epoch 85 of 100, i.e. ``(0.86, 4.0)``).
 
     >>> lambda_ramp(45, 100, lam_max=4.5, ramp_fraction=0.9)
     2.25
+    >>> lambda_ramp(86, 100, lam_max=10.0, ramp_fraction=0.0, boost=(0.86, 4.0))
+    40.0
     """
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     ramp_epochs = ramp_fraction * epochs
-    if ramp_epochs <= 0:
-        return float(lam_max)
-    return float(lam_max) * min(epoch / ramp_epochs, 1.0)
+    lam = float(lam_max) if ramp_epochs <= 0 else float(lam_max) * min(epoch / ramp_epochs, 1.0)
+    if boost is not None and epoch >= boost[0] * epochs - 1e-9:
+        lam *= float(boost[1])
+    return lam
 
 
 def cyclic_step_lr(
