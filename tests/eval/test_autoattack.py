@@ -69,6 +69,21 @@ def test_aa_path_agrees_with_pyautoattack(tmp_path, name, version, kwargs):
     assert adversary.square.n_queries == QUERIES
 
 
+def test_evaluation_refuses_test_classes_other_than_the_trained_ones(tmp_path):
+    from nuat.errors import DataError
+    model, data, x, y = small_problem()
+    trained = list(data.classes)
+    options = EvalOptions(attacks="clean", dataset="synthetic", settings=Settings(eps=EPS, pgd_step=EPS / 10),
+                          eps_text=str(EPS), batch_size=len(y), seed=0, progress=False)
+    ok = EvalTarget("tiny", tmp_path / "tiny.safetensors", "0" * 64, model, {"classes": trained})
+    evaluate(ok, options, tmp_path / "ok", data=data)  # the same classes: fine
+    shifted = trained[:1] + trained[2:] + ["zebra"]  # a class missing before the end shifts the labels
+    bad = EvalTarget("tiny", tmp_path / "tiny.safetensors", "0" * 64, model, {"classes": shifted})
+    with pytest.raises(DataError, match="test classes differ"):
+        evaluate(bad, options, tmp_path / "bad", data=data)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_evaluation_refuses_two_different_seeds(tmp_path):
     model, data, x, y = small_problem()
     target = EvalTarget("tiny", tmp_path / "tiny.safetensors", "0" * 64, model)

@@ -51,6 +51,9 @@ def test_checkpoint_metadata_and_reload(mnist_run, real_data_dir):
     assert not model.training
     assert meta["model_spec"]["name"] == "small-cnn" and meta["dataset"] == "mnist"
     assert meta["eps"] == pytest.approx(0.3) and meta["threat_model"] == "linf" and meta["method"] == "nuat-wa"
+    from nuat.data import load_dataset
+    test = load_dataset("mnist", "test", real_data_dir)
+    assert meta["classes"] == test.classes and len(meta["classes"]) == 10  # label names, in label order
     lines = [json.loads(l) for l in (mnist_run / "metrics.jsonl").read_text().splitlines()]
     best = max(lines, key=lambda r: r["val_ifgsm7_acc"])
     assert meta["epoch"] == best["epoch"] and meta["val_ifgsm7_acc"] == pytest.approx(best["val_ifgsm7_acc"])

@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.cli.eval_cmd import load_targets
-    from nuat.data import load_dataset
+    from nuat.data import check_classes, load_dataset
     from nuat.eval.sanity import SanityConfig, run_sanity
     from nuat.projections import ThreatModelViolation
 
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--square-queries and --surface-images must be positive")
     targets, dataset, eps, eps_text, device = load_targets(args)
     data = load_dataset(dataset, "test", args.data_dir)
+    for target in targets:
+        check_classes(data, target.metadata.get("classes"), str(target.path))
     if args.n > len(data):
         raise UsageError(f"--n {args.n} is larger than the {dataset} test set ({len(data)})")
     cfg = SanityConfig(eps=eps, n=args.n, batch_size=args.batch_size, seed=args.seed,

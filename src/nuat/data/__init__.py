@@ -6,7 +6,7 @@ Images are uint8 (N, C, H, W) tensors in 0..255 inside the data layer; the
 
 from nuat.data.augment import augment_batch
 from nuat.data.datasets import SPLITS, load_dataset, read_class_list
-from nuat.data.imagedata import ArrayImageData, FolderImageData, ImageData, subset
+from nuat.data.imagedata import ArrayImageData, FolderImageData, ImageData, check_classes, subset
 from nuat.data.loader import BatchLoader
 from nuat.data.roots import candidate_roots, find_root
 from nuat.data.spec import AUGMENT_KINDS, DATASETS, DatasetSpec, get_dataset_spec, register_dataset
@@ -14,6 +14,6 @@ from nuat.data.split import validation_split
 
 __all__ = [
     "AUGMENT_KINDS", "DATASETS", "SPLITS", "ArrayImageData", "BatchLoader", "DatasetSpec", "FolderImageData",
-    "ImageData", "augment_batch", "candidate_roots", "find_root", "get_dataset_spec", "load_dataset",
+    "ImageData", "augment_batch", "candidate_roots", "check_classes", "find_root", "get_dataset_spec", "load_dataset",
     "read_class_list", "register_dataset", "subset", "validation_split",
 ]

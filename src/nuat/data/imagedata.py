@@ -48,6 +48,20 @@ class ImageData(ABC):
         (or on the device the images live on, for ArrayImageData)."""
 
 
+def check_classes(data: ImageData, trained: Sequence[str] | None, where: str) -> None:
+    """Raise :class:`nuat.errors.DataError` if ``data``'s classes are not ``trained`` (the class
+    names a checkpoint was trained on, in label order; None: not recorded, nothing to check).
+    A folder split that lacks a class would otherwise shift every later label silently."""
+    if trained is None or list(data.classes) == list(trained):
+        return
+    missing = [c for c in trained if c not in data.classes][:3]
+    extra = [c for c in data.classes if c not in trained][:3]
+    detail = (f"missing {missing}" if missing else "") + (", " if missing and extra else "") + \
+        (f"not trained on {extra}" if extra else "") or "same names, other order"
+    raise DataError(f"{where}: the test classes differ from the {len(trained)} the model was trained on "
+                    f"({len(data.classes)} here; {detail})")
+
+
 def _check_labels(labels: torch.Tensor, n: int, classes: Sequence[str]) -> torch.Tensor:
     labels = torch.as_tensor(labels).to(torch.int64)
     if labels.shape != (n,):

@@ -40,7 +40,7 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
     Raises :class:`UsageError` for bad options or a state from another evaluation, and
     :class:`nuat.projections.ThreatModelViolation` if an attack leaves the threat model.
     """
-    from nuat.data import load_dataset
+    from nuat.data import check_classes, load_dataset
     from nuat.train.meta import provenance
 
     if options.batch_size < 1:
@@ -49,6 +49,7 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
         raise UsageError(f"EvalOptions.seed {options.seed} and Settings.seed {options.settings.seed} differ; "
                          "set both to the evaluation's seed")
     data = load_dataset(options.dataset, "test", options.data_dir) if data is None else data
+    check_classes(data, target.metadata.get("classes"), str(target.path))
     n = len(data) if options.n is None else options.n
     if not 1 <= n <= len(data):
         raise UsageError(f"--n {n} is outside 1..{len(data)} (the {options.dataset} test set)")

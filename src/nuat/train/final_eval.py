@@ -11,7 +11,7 @@ import torch
 
 from nuat.attacks.pgd import pgd
 from nuat.checkpoints import load_model
-from nuat.data import BatchLoader, load_dataset, subset
+from nuat.data import BatchLoader, check_classes, load_dataset, subset
 from nuat.eval.accuracy import accuracy
 from nuat.train.config import TrainConfig
 
@@ -32,6 +32,7 @@ def final_evaluation(out: Path, cfg: TrainConfig, *, device: torch.device, log: 
         if not path.exists():
             continue
         model = load_model(path, device=device)
+        check_classes(test, model.checkpoint_metadata.get("classes"), f"{path}")
         batches = lambda: BatchLoader(test, 500, shuffle=False, generator=torch.Generator(), augment="none", device=device)  # noqa: E731
         clean = accuracy(model, batches(), eps=cfg.eps)
         robust = accuracy(model, batches(), attack, eps=cfg.eps)

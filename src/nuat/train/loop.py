@@ -102,7 +102,7 @@ def build_run(cfg: TrainConfig) -> Run:
     info = {
         "dataset": cfg.dataset, "eps": cfg.eps, "threat_model": "linf", "method": cfg.method,
         "train_size": len(train_data), "val_size": len(val_data), "val_per_class": cfg.val_per_class,
-        "iterations": total_steps, "averages_effective": taus,
+        "iterations": total_steps, "averages_effective": taus, "classes": list(data.classes),
         **provenance(),
     }
     return Run(cfg, device, model, method, optimizer, loader, val_data, averages, attack_gen, Path(cfg.out), info,
