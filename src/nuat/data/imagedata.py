@@ -56,8 +56,8 @@ def check_classes(data: ImageData, trained: Sequence[str] | None, where: str) ->
         return
     missing = [c for c in trained if c not in data.classes][:3]
     extra = [c for c in data.classes if c not in trained][:3]
-    detail = (f"missing {missing}" if missing else "") + (", " if missing and extra else "") + \
-        (f"not trained on {extra}" if extra else "") or "same names, other order"
+    parts = ([f"missing {missing}"] if missing else []) + ([f"not trained on {extra}"] if extra else [])
+    detail = ", ".join(parts) or "same names, other order"
     raise DataError(f"{where}: the test classes differ from the {len(trained)} the model was trained on "
                     f"({len(data.classes)} here; {detail})")
 
