@@ -27,8 +27,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations per method first (default 5)")
     p.add_argument("--variants", default="fp32",
                    help="comma-separated variants, each names joined by '+': fp32, bf16, channels-last, compile, "
-                        "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64); "
-                        "default fp32 (the faithful step)")
+                        "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64), "
+                        "nuclear-B (nuclear-norm backend B: svd, gram, newton-schulz); default fp32 (the faithful step)")
     p.add_argument("--nuclear", action="store_true", help="also time the nuclear-norm backends")
     p.add_argument("--check-syncs", action="store_true", help="CUDA: count host synchronisations per iteration")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders")
