@@ -60,6 +60,10 @@ def test_method_defaults_are_the_published_ones():
     assert METHODS["nuat-wa"].defaults.lam_max == 4.0 and METHODS["nuat-wa"].defaults.averages == {"ema": 0.9998}
     assert METHODS["nuat2-wa"].defaults.averages == {"ema": 0.9998, "fast": 0.99}
     assert METHODS["nuat2"].defaults.lr_up == pytest.approx(20 / 55)
+    # reference details: +lam_max / (E - 10) for the first E - 10 epochs; NuAT2's published E = 55
+    d = METHODS["nuat2"].defaults
+    ramp = [lambda_ramp(e, 55, lam_max=d.lam_max, ramp_fraction=d.ramp_fraction) for e in range(55)]
+    assert ramp[:46] == pytest.approx([4.0 * e / 45 for e in range(46)]) and ramp[45:] == [4.0] * 10
 
 
 def test_epoch_line_says_n_a_for_a_pass_the_method_does_not_make():
