@@ -129,7 +129,6 @@ def _train_config(cfg: BenchConfig, method: str, variant: Variant, epochs: int, 
     spec = get_dataset_spec(cfg.dataset)
     recipe = recipe_for(spec.name)
     entry = get_method(method)
-    d = entry.defaults
     hparams: dict[str, Any] = {}
     if variant.group_size is not None and "nuclear_group_size" in entry.hparams:
         hparams["nuclear_group_size"] = variant.group_size
@@ -137,10 +136,8 @@ def _train_config(cfg: BenchConfig, method: str, variant: Variant, epochs: int, 
         dataset=spec.name, model=cfg.model or recipe.get("model", "resnet18"), method=method,
         eps=parse_eps(cfg.eps if cfg.eps is not None else recipe.get("eps", spec.eps)), epochs=epochs,
         batch_size=cfg.batch_size or recipe.get("batch_size", 64), lr=recipe.get("lr", 0.1), seed=cfg.seed,
-        data_dir=cfg.data_dir, out=out, lam_max=d.lam_max, ramp_fraction=d.ramp_fraction, lr_up=d.lr_up,
-        lr_down=d.lr_down, averages=dict(d.averages), tau_steps=d.tau_steps, method_hparams=hparams, device=cfg.device,
-        progress=False, lam_boost=None if d.lam_boost is None else list(d.lam_boost),
-        final_eval=0, amp=variant.amp, channels_last=variant.channels_last, compile=variant.compile,
+        data_dir=cfg.data_dir, out=out, **entry.defaults.train_fields(), method_hparams=hparams, device=cfg.device,
+        progress=False, final_eval=0, amp=variant.amp, channels_last=variant.channels_last, compile=variant.compile,
         nuclear_backend=variant.nuclear_backend,
     ).validate()
 

@@ -69,10 +69,10 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def parse_lam_boost(text: str | None, default: tuple[float, float] | None) -> list[float] | None:
+def parse_lam_boost(text: str | None, default: list[float] | None) -> list[float] | None:
     """``"0.86,4"`` -> [0.86, 4.0]; ``"off"`` -> None; None -> the method's default."""
     if text is None:
-        return None if default is None else list(default)
+        return default
     if text.strip().lower() == "off":
         return None
     try:
@@ -102,8 +102,9 @@ def resolve_config(args: argparse.Namespace):
     args.method = entry.name  # an alias (nuat-h-wa) is recorded under its registered name
     recipe = recipe_for(spec.name)
     d = entry.defaults
+    fields = d.train_fields()
     eps = parse_eps(args.eps if args.eps is not None else recipe.get("eps", spec.eps))
-    averages = dict(d.averages)
+    averages = fields["averages"]
     if args.tau is not None:
         if "ema" not in averages:
             raise UsageError(f"--tau applies to weight-averaged methods; {args.method!r} has no average")
@@ -148,11 +149,11 @@ def resolve_config(args: argparse.Namespace):
         dataset=spec.name, model=pick(args.model, "model", "resnet18"), method=args.method, eps=eps,
         epochs=pick(args.epochs, "epochs", 100), batch_size=pick(args.batch_size, "batch_size", 64),
         lr=pick(args.lr, "lr", 0.1), seed=args.seed, data_dir=args.data_dir, out=out,
-        lam_max=pick(args.lam_max, "lam_max", d.lam_max),
-        ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", d.ramp_fraction),
-        lam_boost=parse_lam_boost(args.lam_boost, d.lam_boost),
-        lr_up=pick(args.lr_up, "lr_up", d.lr_up), lr_down=pick(args.lr_down, "lr_down", d.lr_down),
-        averages=averages, scale_averages=scale_averages, tau_steps=d.tau_steps, method_hparams=hparams,
+        lam_max=pick(args.lam_max, "lam_max", fields["lam_max"]),
+        ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", fields["ramp_fraction"]),
+        lam_boost=parse_lam_boost(args.lam_boost, fields["lam_boost"]),
+        lr_up=pick(args.lr_up, "lr_up", fields["lr_up"]), lr_down=pick(args.lr_down, "lr_down", fields["lr_down"]),
+        averages=averages, scale_averages=scale_averages, tau_steps=fields["tau_steps"], method_hparams=hparams,
         val_per_class=args.val_per_class, train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
         amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,

@@ -70,6 +70,14 @@ class MethodDefaults:
     #: (fraction of the run, factor): lambda is multiplied by factor from that epoch on (GAT)
     lam_boost: tuple[float, float] | None = None
 
+    def train_fields(self) -> dict[str, Any]:
+        """These defaults as :class:`nuat.train.config.TrainConfig` fields (JSON-ready copies):
+        the one mapping ``nuat train`` (before its command-line overrides) and ``nuat bench`` use."""
+        return {"lam_max": self.lam_max, "ramp_fraction": self.ramp_fraction,
+                "lam_boost": None if self.lam_boost is None else list(self.lam_boost),
+                "lr_up": self.lr_up, "lr_down": self.lr_down, "averages": dict(self.averages),
+                "tau_steps": self.tau_steps}
+
 
 class Method:
     """Base class. Subclasses set ``name``, ``defaults`` and implement :meth:`loss`."""
