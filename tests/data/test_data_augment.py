@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nuat.data import augment_batch
-from nuat.data.augment import crop_flip_params, resized_crop_flip_params
+from nuat.data.augment import crop_flip_params, random_resized_crop_box, resized_crop_flip_params
 from nuat.errors import UsageError
 
 
@@ -93,3 +93,27 @@ def test_random_resized_crop_flip():
     assert area.min() >= 0.08 - 1e-6 and area.max() <= 1 + 1e-6 and h.max() <= 1
     assert (theta[:, 0, 2].abs() <= 1 - w + 1e-6).all()  # crop inside the image
     assert 0.45 < (theta[:, 0, 0] < 0).float().mean().item() < 0.55
+
+
+def test_random_resized_crop_box_bounds_and_spread():
+    gen = _gen(5)
+    boxes = torch.tensor([random_resized_crop_box(300, 200, gen) for _ in range(3000)], dtype=torch.float64)
+    left, top, w, h = boxes.unbind(1)
+    assert (left >= 0).all() and (top >= 0).all() and (left + w <= 300).all() and (top + h <= 200).all()
+    area, aspect = w * h / (300 * 200), w / h
+    # rounding to whole pixels moves area and aspect a little off the drawn values
+    assert area.min() >= 0.08 * 0.97 and area.max() <= 1 and area.min() < 0.1 and area.max() > 0.85  # at most 267 x 200 (ratio 4/3)
+    assert aspect.min() >= 0.75 * 0.97 and aspect.max() <= 4 / 3 * 1.03
+    free = (300 - w) > 0
+    position = left[free] / (300 - w[free])  # uniform over the free range
+    assert 0.45 < position.mean().item() < 0.55 and position.min() == 0 and position.max() == 1
+
+
+def test_random_resized_crop_box_falls_back_to_centre():
+    # 1000 x 10: no crop of >= 8% of the area fits with a ratio in [3/4, 4/3]; the fallback is the
+    # centred 4/3 crop of the full height, and it takes no position draw
+    assert random_resized_crop_box(1000, 10, _gen(0)) == (493, 0, 13, 10)
+    assert random_resized_crop_box(10, 1000, _gen(0)) == (0, 493, 10, 13)  # width 10, height 10 / (3/4)
+    assert random_resized_crop_box(1, 1, _gen(0)) == (0, 0, 1, 1)
+    with pytest.raises(ValueError, match="positive"):
+        random_resized_crop_box(0, 5, _gen(0))

@@ -92,6 +92,15 @@ def test_cifar10_jpeg_tar_sorted_and_cached(tmp_path, fakes, monkeypatch):
         load_dataset("cifar10-jpeg", "train", tmp_path)
 
 
+def test_decode_cache_is_per_image_size(tmp_path, fakes):
+    tar = tmp_path / "cifar10-jpeg.tar.gz"
+    fakes.write_jpeg_tar(tar, CLASSES, {"train": 2})
+    assert folder_mod.cached_decode("demo", "train", tar, 32).image_shape == (3, 32, 32)
+    assert folder_mod.cached_decode("demo", "train", tar, 16).image_shape == (3, 16, 16)  # not the 32-px cache
+    assert folder_mod.cached_decode("demo", "train", tar, 32).image_shape == (3, 32, 32)
+    assert len(list((tmp_path / "decoded").iterdir())) == 2
+
+
 def test_cifar10_jpeg_unpacked_and_prefixed_tar(tmp_path, fakes):
     fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "train", CLASSES, 2, fmt="JPEG")
     fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "test", CLASSES, 1, fmt="JPEG")
@@ -108,6 +117,7 @@ def test_imagenet_layout(tmp_path, fakes):
     fakes.write_image_folder(tmp_path / "imagenet" / "val", ["n01", "n02"], 1, size=(48, 40), fmt="JPEG")
     train = load_dataset("imagenet", "train", tmp_path)
     assert train.image_shape == (3, 224, 224) and len(train) == 4
+    assert train.resize_to == 256  # un-augmented training images (validation) get the evaluation view
     test = load_dataset("imagenet", "test", tmp_path, image_size=28)  # "test" reads val/
     assert isinstance(test, FolderImageData) and len(test) == 2 and test.resize_to == 32
     assert test.get_batch(torch.tensor([1])).shape == (1, 3, 28, 28)
@@ -131,3 +141,36 @@ def test_imagenet100_class_list(tmp_path, fakes):
     (tmp_path / "imagenet-100" / "classes.txt").write_text("n2\nn9\n")
     with pytest.raises(DataError, match="n9"):
         load_dataset("imagenet-100", "train", tmp_path)
+
+
+def _write_coordinate_images(split_dir, n: int, size=(96, 48)) -> None:
+    """PNGs (lossless) whose red channel is the column and green the row, scaled to 0..255."""
+    from PIL import Image
+
+    w, h = size
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    img = np.stack([xs * 255 // (w - 1), ys * 255 // (h - 1), np.full_like(xs, 128)], -1).astype(np.uint8)
+    (split_dir / "n01").mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        Image.fromarray(img).save(split_dir / "n01" / f"{k}.png")
+
+
+def test_imagenet_training_view_crops_the_original(tmp_path):
+    _write_coordinate_images(tmp_path / "imagenet" / "train", 1)
+    _write_coordinate_images(tmp_path / "imagenet" / "val", 1)
+    data = load_dataset("imagenet", "train", tmp_path, image_size=32)
+    centre = data.get_batch(torch.tensor([0]))[0].float()
+    # the un-augmented view: 96 x 48 resized to 74 x 37 (shorter side 256/224 of 32), columns
+    # 21..52 of that kept: original columns 27.5..68.5 (pixel centres), red 74..184
+    assert abs(centre[0].min().item() - 74) < 4 and abs(centre[0].max().item() - 184) < 4
+    crops = torch.stack([data.get_batch(torch.tensor([0]), augment_seed=s)[0] for s in range(200)]).float()
+    assert torch.equal(crops[7], data.get_batch(torch.tensor([0]), augment_seed=7)[0].float())  # seeded
+    red, green = crops[:, 0], crops[:, 1]
+    # columns come from the whole 96-pixel width, beyond the central square the old decoder kept
+    assert red.amin().item() < 30 and red.amax().item() > 225
+    step = red[:, 16, 1:] - red[:, 16, :-1]  # each crop runs left-to-right or, flipped, right-to-left
+    forward, backward = (step >= 0).all(1), (step <= 0).all(1)
+    assert (forward | backward).all() and 0.35 < forward.float().mean().item() < 0.65
+    assert (green[:, 1:, 16] >= green[:, :-1, 16]).all()  # rows never flip
+    widths = red[:, 16, :].amax(1) - red[:, 16, :].amin(1)
+    assert widths.min().item() < 60 and widths.max().item() > 150  # crop sizes vary (areas 8%..100%)

@@ -114,3 +114,40 @@ def test_folder_data_prefetch(tmp_path, fakes):
     with pytest.raises(DataError, match="0002.png"):
         for _ in BatchLoader(data, 4):
             pass
+
+
+def test_folder_random_resized_crops_happen_at_decode_and_resume(tmp_path, fakes):
+    fakes.write_image_folder(tmp_path / "imagenet" / "train", ["n01", "n02"], 6, size=(64, 40), fmt="PNG")
+    fakes.write_image_folder(tmp_path / "imagenet" / "val", ["n01", "n02"], 1, size=(64, 40), fmt="PNG")
+    data = load_dataset("imagenet", "train", tmp_path, image_size=16)
+
+    def make(seed):
+        return BatchLoader(data, 4, shuffle=True, augment="random-resized-crop-flip",
+                           generator=torch.Generator().manual_seed(seed))
+
+    reference = [x for x, _ in make(3)]
+    assert len(reference) == 3 and all(x.shape[1:] == (3, 16, 16) for x in reference)
+    assert all(torch.equal(a, b) for a, b in zip(reference, [x for x, _ in make(3)]))
+    loader = make(3)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    it.close()
+    resumed = make(99)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(reference[1:], [x for x, _ in resumed]))
+    # the crops come from the decoding thread (flat-colour images: a device-side resample would
+    # agree anyway, so check the call itself)
+    seeds = []
+    original = type(data).get_batch
+
+    def spy(self, index, augment_seed=None):
+        seeds.append(augment_seed)
+        return original(self, index, augment_seed)
+
+    type(data).get_batch = spy
+    try:
+        list(make(3))
+    finally:
+        type(data).get_batch = original
+    assert len(seeds) == 3 and None not in seeds and seeds[1] == seeds[0] + 1

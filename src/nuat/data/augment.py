@@ -8,7 +8,10 @@ Kinds (see ``AUGMENT_KINDS``):
     "random-resized-crop-flip": per image, a crop covering a U(0.08, 1) fraction of the
         area with aspect ratio log-uniform in [3/4, 4/3] (clipped to the image) at a
         random position, resized back to (H, W) bilinearly, flipped with probability 0.5
-        (an approximation of torchvision's RandomResizedCrop without its retry loop).
+        (an approximation of torchvision's RandomResizedCrop without its retry loop, for
+        tensors already at the output size). Folder data sets (ImageNet) crop the original
+        images instead, at decode time, with ``random_resized_crop_box`` (see
+        ``FolderImageData.get_batch``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from nuat.data.spec import AUGMENT_KINDS
 from nuat.errors import UsageError
 
 __all__ = ["augment_batch", "crop_flip_params", "apply_crop_flip", "resized_crop_flip_params",
-           "apply_resized_crop_flip"]
+           "apply_resized_crop_flip", "random_resized_crop_box"]
 
 PADDING = 4
 
@@ -50,6 +53,40 @@ def apply_crop_flip(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: t
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     flat = (rows[:, :, None] * wp + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return padded.reshape(b, c, -1).gather(2, flat).reshape(b, c, h, w)
+
+
+def random_resized_crop_box(width: int, height: int, generator: torch.Generator | None = None,
+                           scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                           tries: int = 10) -> tuple[int, int, int, int]:
+    """A crop (left, top, crop_width, crop_height) in pixels of a ``width`` x ``height`` image,
+    drawn the way torchvision's ``RandomResizedCrop`` draws it (the standard ImageNet recipe).
+
+    Up to ``tries`` times: an area fraction U(scale) and an aspect ratio (width / height)
+    log-uniform in ``ratio``, rounded to pixels; the first that fits inside the image is
+    placed at a uniformly random integer position. If none fits (very elongated images),
+    the largest centred crop whose aspect ratio lies in ``ratio``. Draws come from
+    ``generator`` (CPU; None: torch's default generator).
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width} x {height}")
+    area = width * height
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(tries):
+        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return left, top, w, h
+    if width / height < ratio[0]:
+        w, h = width, min(height, max(1, round(width / ratio[0])))
+    elif width / height > ratio[1]:
+        w, h = min(width, max(1, round(height * ratio[1]))), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
 
 
 def resized_crop_flip_params(batch: int, generator: torch.Generator | None, device: torch.device | str = "cpu",

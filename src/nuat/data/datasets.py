@@ -105,8 +105,9 @@ def _imagefolder_loader(folder: Path, split: str, image_size=None, class_list=No
 def _imagenet_loader(folder: Path, split: str, image_size=None, class_list=None) -> ImageData:
     size = image_size or 224
     classes = read_class_list(Path(class_list)) if class_list is not None else None
-    resize_to = _eval_resize(size) if split == "test" else None
-    return load_image_folder(_split_dir(folder, split, IMAGENET_SPLIT_DIRS), size, resize_to, classes)
+    # Both splits' un-augmented view is the evaluation one (shorter side 256, centre 224): the
+    # training view is a random resized crop of each original, cut while decoding (BatchLoader).
+    return load_image_folder(_split_dir(folder, split, IMAGENET_SPLIT_DIRS), size, _eval_resize(size), classes)
 
 
 def _imagenet100_tree(folder: Path) -> Path:

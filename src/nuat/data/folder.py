@@ -189,11 +189,12 @@ def _write_cache(path: Path, data: ArrayImageData) -> None:
 def cached_decode(name: str, split: str, source: Path, size: int) -> ArrayImageData:
     """Decode ``<split>/<class>/*`` from ``source`` (a tar[.gz] or an unpacked folder
     holding ``<split>/``) into memory, as uint8 (N, 3, size, size), caching the arrays in
-    ``decoded_cache_dir()/<name>-<split>-<key>.npz`` (written atomically, read without pickle)."""
-    cache = decoded_cache_dir() / f"{name}-{split}-{_source_key(source)}.npz"
+    ``decoded_cache_dir()/<name>-<split>-<size>px-<key>.npz`` (written atomically, read
+    without pickle; the key hashes the source's identity, so an edited source is decoded anew)."""
+    cache = decoded_cache_dir() / f"{name}-{split}-{size}px-{_source_key(source)}.npz"
     if cache.is_file():
         data = _read_cache(cache)
-        if data is not None:
+        if data is not None and data.image_shape[1:] == (size, size):
             return data
     if source.is_dir():
         paths, labels, classes = scan_image_folder(source / split)

@@ -15,7 +15,7 @@ import torch
 
 from nuat.errors import DataError
 
-__all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image"]
+__all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image", "resized_crop_flip_image"]
 
 
 class ImageData(ABC):
@@ -112,6 +112,21 @@ def fit_image(image, size: int, resize_to: int | None = None):
     return image.crop((left, top, left + size, top + size))
 
 
+def resized_crop_flip_image(image, size: int, generator: torch.Generator):
+    """The training view of an original PIL image: a random resized crop of it (drawn by
+    ``random_resized_crop_box``), resized to ``size`` x ``size`` bilinearly, then flipped
+    left-right with probability 1/2 (torchvision's RandomResizedCrop + RandomHorizontalFlip)."""
+    from PIL import Image
+
+    from nuat.data.augment import random_resized_crop_box
+
+    left, top, w, h = random_resized_crop_box(*image.size, generator)
+    image = image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    if float(torch.rand((), generator=generator)) < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return image
+
+
 class FolderImageData(ImageData):
     """Image files (JPEG/PNG) decoded with PIL on demand, one batch at a time.
 
@@ -120,8 +135,8 @@ class FolderImageData(ImageData):
         labels: int64 (N,).
         classes: class names.
         image_size: output side S in pixels; images become (3, S, S).
-        resize_to: shorter side before the center crop; ``None`` means ``image_size``
-            (train); ImageNet evaluation uses 256 for ``image_size`` 224.
+        resize_to: shorter side before the center crop of the un-augmented view; ``None``
+            means ``image_size``; ImageNet uses 256 for ``image_size`` 224.
     """
 
     def __init__(self, paths: Sequence[str | Path], labels: torch.Tensor, classes: Sequence[str],
@@ -136,23 +151,32 @@ class FolderImageData(ImageData):
     def image_shape(self) -> tuple[int, int, int]:
         return (3, self.image_size, self.image_size)
 
-    def load_image(self, i: int) -> np.ndarray:
-        """Decode sample ``i`` to a uint8 array (S, S, 3)."""
+    def load_image(self, i: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """Decode sample ``i`` to a uint8 array (S, S, 3): resized and center-cropped, or,
+        given a CPU ``generator``, a random resized crop + flip of the original image."""
         from PIL import Image, UnidentifiedImageError
 
         path = self.paths[i]
         try:
             with Image.open(path) as img:
-                img = fit_image(img.convert("RGB"), self.image_size, self.resize_to)
+                img = img.convert("RGB")
+                if generator is None:
+                    img = fit_image(img, self.image_size, self.resize_to)
+                else:
+                    img = resized_crop_flip_image(img, self.image_size, generator)
                 return np.asarray(img, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}") from None
 
-    def get_batch(self, index: torch.Tensor) -> torch.Tensor:
+    def get_batch(self, index: torch.Tensor, augment_seed: int | None = None) -> torch.Tensor:
+        """Images at ``index`` as uint8 (B, 3, S, S). With ``augment_seed``, each is a random
+        resized crop + flip of its original (the ImageNet training view), drawn in batch
+        order from a CPU generator seeded with it: the same seed gives the same batch."""
         s = self.image_size
+        generator = None if augment_seed is None else torch.Generator().manual_seed(augment_seed)
         out = np.empty((len(index), s, s, 3), dtype=np.uint8)
         for k, i in enumerate(index.tolist()):
-            out[k] = self.load_image(i)
+            out[k] = self.load_image(i, generator)
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
     def __repr__(self) -> str:

@@ -5,7 +5,8 @@ when iteration starts (``arange(n)`` without shuffling), so it depends only on t
 generator's state. Augmentation draws one seed per epoch from the same generator
 (after ``perm``) and reseeds a generator on the target device with
 ``seed + batch_number`` for every batch, so a resumed epoch reproduces the same
-augmentations. ``state_dict()`` / ``load_state_dict()`` save and restore the
+augmentations. Random resized crops of folder data (ImageNet) are cut from the original
+images by the decoding thread, from a CPU generator seeded the same way. ``state_dict()`` / ``load_state_dict()`` save and restore the
 position within an epoch.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from nuat.data.augment import augment_batch
-from nuat.data.imagedata import ArrayImageData, ImageData
+from nuat.data.imagedata import ArrayImageData, FolderImageData, ImageData
 from nuat.data.spec import AUGMENT_KINDS
 from nuat.errors import UsageError
 
@@ -36,7 +37,8 @@ class BatchLoader:
         shuffle: draw a new permutation for each epoch from ``generator``.
         generator: CPU generator for the order and the augmentation seeds
             (default: a new generator seeded with 0).
-        augment: "none", "crop-flip" or "random-resized-crop-flip", applied on ``device``.
+        augment: "none", "crop-flip" or "random-resized-crop-flip", applied on ``device``
+            (random resized crops of FolderImageData: at decode time, from the originals).
         device: where the batches are returned.
         drop_last: drop a final incomplete batch.
         indices: int64 (M,) subset of the data to iterate (default: all N samples).
@@ -121,9 +123,15 @@ class BatchLoader:
         pos = perm[k * self.batch_size:(k + 1) * self.batch_size]
         return pos if self.indices is None else self.indices.to(pos.device)[pos]
 
+    def _augments_at_decode(self) -> bool:
+        """Random resized crops of folder data are cut from the original images while they
+        are decoded (as torchvision does), not from the decoded square on the device."""
+        return self.augment == "random-resized-crop-flip" and isinstance(self.data, FolderImageData)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         start = self._begin_epoch()
-        aug_gen = torch.Generator(device=self.device) if self.augment != "none" else None
+        on_device = self.augment != "none" and not self._augments_at_decode()
+        aug_gen = torch.Generator(device=self.device) if on_device else None
         batches = (self._array_batches if isinstance(self.data, ArrayImageData) else self._threaded_batches)(start)
         try:
             for k, (x, y) in enumerate(batches, start):
@@ -151,6 +159,7 @@ class BatchLoader:
     def _threaded_batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self._perm is not None
         perm, stop = self._perm, threading.Event()
+        seed = self._seed if self._augments_at_decode() else None
         pin = self.device.type == "cuda"
         out: queue.Queue = queue.Queue(maxsize=self.prefetch)
 
@@ -167,7 +176,10 @@ class BatchLoader:
             try:
                 for k in range(start, len(self)):
                     index = self._batch_index(perm, k).cpu()
-                    x = self.data.get_batch(index)
+                    if seed is None:
+                        x = self.data.get_batch(index)
+                    else:  # the same per-batch seed as on-device augmentation: resumable
+                        x = self.data.get_batch(index, augment_seed=(seed + k) % 2**63)
                     y = self.data.labels[index]
                     if not put(("ok", x.pin_memory() if pin else x, y.pin_memory() if pin else y)):
                         return
