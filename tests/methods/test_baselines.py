@@ -275,6 +275,22 @@ def test_cli_lam_boost(tmp_path):
             cli_config(tmp_path, *bad)
 
 
+def test_cli_lr_drops(tmp_path):
+    gat = cli_config(tmp_path, "--method", "gat")
+    assert gat.lr_drops == [0.71, 0.86] and cli_config(tmp_path, "--method", "gat-wa").lr_drops == [0.71, 0.86]
+    assert cli_config(tmp_path, "--method", "nuat").lr_drops == []
+    cyclic = cli_config(tmp_path, "--method", "gat", "--lr-drops", "none", "--lr-up", "0.4", "--lr-down", "0.6")
+    assert (cyclic.lr_drops, cyclic.lr_up, cyclic.lr_down) == ([], 0.4, 0.6)
+    assert cli_config(tmp_path, "--method", "pgd-at", "--lr-drops", "0.5,0.75").lr_drops == [0.5, 0.75]
+    for bad, message in ((("--method", "gat", "--lr-up", "0.4"), "add --lr-drops none"),
+                         (("--method", "nuat", "--lr-drops", "0.5", "--lr-down", "0.3"), "add --lr-drops none"),
+                         (("--method", "gat", "--lr-drops", "0.9,0.5"), "increasing"),
+                         (("--method", "gat", "--lr-drops", "0,0.5"), r"\(0, 1\]"),
+                         (("--method", "gat", "--lr-drops", "half"), "--lr-drops 'half'")):
+        with pytest.raises(UsageError, match=message):
+            cli_config(tmp_path, *bad)
+
+
 def test_published_taus_belong_to_each_methods_published_run(tmp_path):
     from nuat.train.ema import tau_for_run
     wa = cli_config(tmp_path, "--method", "nuat-wa")

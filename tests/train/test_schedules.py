@@ -1,7 +1,7 @@
 import pytest
 
 from nuat.methods import METHODS
-from nuat.train.schedules import cyclic_step_lr, lambda_ramp
+from nuat.train.schedules import cyclic_step_lr, lambda_ramp, step_lr
 
 
 def test_lambda_ramp_published_nuat_values():
@@ -53,6 +53,18 @@ def test_gat_lambda_is_multiplied_by_four_after_epoch_85_of_100():
     short = [lambda_ramp(e, 8, lam_max=10.0, ramp_fraction=0.0, boost=boost) for e in range(8)]
     assert short == [10.0] * 7 + [40.0]
     assert all(METHODS[m].defaults.lam_boost is None for m in METHODS if not m.startswith("gat"))
+
+
+def test_gat_lr_is_divided_by_ten_after_epochs_70_and_85_of_100():
+    # the authors' GAT_cifar10.py: LR 0.1; LR /= 10 at the end of epochs 70 and 85 (counted from 0)
+    drops = METHODS["gat"].defaults.lr_drops
+    lrs = [step_lr(e, 100, lr_max=0.1, drops=drops) for e in range(100)]
+    assert lrs[:71] == [0.1] * 71
+    assert lrs[71:86] == pytest.approx([0.01] * 15) and lrs[86:] == pytest.approx([0.001] * 14)
+    # a short run keeps the fractions: 8 epochs drop from epoch 6 (5.68) and 7 (6.88), with the lambda boost
+    assert [step_lr(e, 8, lr_max=1.0, drops=drops) for e in range(8)] == pytest.approx([1.0] * 6 + [0.1, 0.01])
+    assert step_lr(3, 8, lr_max=0.05, drops=()) == 0.05
+    assert all(not METHODS[m].defaults.lr_drops for m in METHODS if not m.startswith("gat"))
 
 
 def test_method_defaults_are_the_published_ones():

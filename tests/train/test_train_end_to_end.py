@@ -83,3 +83,14 @@ def test_validation_split_is_first_100_of_each_class(real_data_dir):
     assert torch.bincount(labels).tolist() == [100] * 10
     for c in range(10):
         assert val[labels == c].tolist() == (data.labels == c).nonzero().squeeze(1)[:100].tolist()
+
+
+def test_step_lr_drops_reach_the_optimiser(real_data_dir, tmp_path):
+    out = tmp_path / "gat"
+    code = main(["train", "--dataset", "mnist", "--method", "gat", "--epochs", "3", "--train-limit", "300",
+                 "--batch-size", "100", "--lr", "0.05", "--lr-drops", "0.3,0.6", "--val-per-class", "5",
+                 "--data-dir", str(real_data_dir), "--out", str(out), "--final-eval", "0", "--no-progress"])
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["lr_drops"] == [0.3, 0.6]
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in lines] == pytest.approx([0.05, 0.005, 0.0005])  # drops from epochs 0.9 -> 1, 1.8 -> 2

@@ -29,8 +29,11 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
     g.add_argument("--lam-boost", metavar="FRACTION,FACTOR|off",
                    help="multiply lambda by FACTOR from FRACTION of the run on (gat: 0.86,4 as published; off: none)")
-    g.add_argument("--lr-up", type=float, help="fraction of the run for the LR to rise to its peak")
-    g.add_argument("--lr-down", type=float, help="fraction of the run for the LR to fall back to 0")
+    g.add_argument("--lr-up", type=float, help="cyclic-step LR: fraction of the run for the LR to rise to its peak")
+    g.add_argument("--lr-down", type=float, help="cyclic-step LR: fraction of the run for it to fall back to 0")
+    g.add_argument("--lr-drops", metavar="F[,F...]|none",
+                   help="step LR instead: the peak LR, divided by 10 from each fraction F of the run on "
+                        "(gat: 0.71,0.86 as published; none: the cyclic-step shape)")
     g.add_argument("--tau", type=float, help="EMA decay of the weight average (-WA methods), used as given; "
                    "default: the published tau rescaled to this run's length")
     g.add_argument("--alpha", help="random start magnitude: NuAT/GAT Bernoulli noise, R-FGSM random step "
@@ -82,6 +85,19 @@ def parse_lam_boost(text: str | None, default: list[float] | None) -> list[float
     if len(values) != 2:
         raise UsageError(f"--lam-boost {text!r} is invalid; give FRACTION,FACTOR (e.g. 0.86,4) or 'off'")
     return values
+
+
+def parse_lr_drops(text: str | None, default: list[float]) -> list[float]:
+    """``"0.71,0.86"`` -> [0.71, 0.86]; ``"none"`` -> []; None -> the method's default."""
+    if text is None:
+        return default
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--lr-drops {text!r} is invalid; give increasing fractions of the run in (0, 1], "
+                         "e.g. 0.71,0.86, or 'none'") from None
 
 
 def resolve_config(args: argparse.Namespace):
@@ -143,6 +159,11 @@ def resolve_config(args: argparse.Namespace):
         from nuat.train.fastpath import FAST_NUCLEAR_GROUP_SIZE
 
         hparams["nuclear_group_size"] = FAST_NUCLEAR_GROUP_SIZE  # the published M keeps the regulariser's scale
+    lr_drops = parse_lr_drops(args.lr_drops, fields["lr_drops"])
+    if lr_drops and (args.lr_up is not None or args.lr_down is not None):
+        source = "--lr-drops" if args.lr_drops is not None else f"the published schedule of {args.method!r}"
+        raise UsageError(f"--lr-up/--lr-down shape the cyclic-step LR, but {source} is a step LR (drops at "
+                         f"{','.join(f'{d:g}' for d in lr_drops)}); add --lr-drops none to use the cyclic one")
     pick = lambda cli, key, default: cli if cli is not None else recipe.get(key, default)  # noqa: E731
     out = args.out or f"runs/{spec.name}-{args.method}-seed{args.seed}"
     cfg = TrainConfig(
@@ -153,6 +174,7 @@ def resolve_config(args: argparse.Namespace):
         ramp_fraction=pick(args.ramp_fraction, "ramp_fraction", fields["ramp_fraction"]),
         lam_boost=parse_lam_boost(args.lam_boost, fields["lam_boost"]),
         lr_up=pick(args.lr_up, "lr_up", fields["lr_up"]), lr_down=pick(args.lr_down, "lr_down", fields["lr_down"]),
+        lr_drops=lr_drops,
         averages=averages, scale_averages=scale_averages, tau_steps=fields["tau_steps"], method_hparams=hparams,
         val_per_class=args.val_per_class, train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,

@@ -53,7 +53,7 @@ class StepOutput:
 
 @dataclass
 class MethodDefaults:
-    """Published defaults that the loop uses: lambda ramp, LR shape, EMA taus.
+    """Published defaults that the loop uses: lambda ramp, LR shape (cyclic-step or step drops), EMA taus.
 
     ``averages`` maps an EMA name to its tau; ``"ema"`` is the reported averaged model (-WA),
     other names are helpers (NuAT2-WA's fast average used for the first attack step).
@@ -69,13 +69,17 @@ class MethodDefaults:
     tau_steps: int = PUBLISHED_STEPS  # the NuAT-WA run
     #: (fraction of the run, factor): lambda is multiplied by factor from that epoch on (GAT)
     lam_boost: tuple[float, float] | None = None
+    #: fractions of the run where a published step schedule divides the LR by 10 (GAT); empty:
+    #: the cyclic-step shape of ``lr_up`` / ``lr_down``
+    lr_drops: tuple[float, ...] = ()
 
     def train_fields(self) -> dict[str, Any]:
         """These defaults as :class:`nuat.train.config.TrainConfig` fields (JSON-ready copies):
         the one mapping ``nuat train`` (before its command-line overrides) and ``nuat bench`` use."""
         return {"lam_max": self.lam_max, "ramp_fraction": self.ramp_fraction,
                 "lam_boost": None if self.lam_boost is None else list(self.lam_boost),
-                "lr_up": self.lr_up, "lr_down": self.lr_down, "averages": dict(self.averages),
+                "lr_up": self.lr_up, "lr_down": self.lr_down, "lr_drops": list(self.lr_drops),
+                "averages": dict(self.averages),
                 "tau_steps": self.tau_steps}
 
 

@@ -13,6 +13,8 @@ distance between softmax outputs in place of the nuclear norm of the logit diffe
 
 ``lam`` is the loop's lambda (``--lam-max``): the published CIFAR-10 value 10, multiplied by 4 for
 the last 14% of the run (the authors' script: ``mul = 4`` after epoch 85 of 100; ``--lam-boost``).
+The script's learning rate is a step schedule: the peak (0.1) divided by 10 after epochs 70 and 85
+of 100, i.e. from 71% and 86% of the run on (``lr_drops``; ``--lr-drops none`` for the cyclic one).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, a
 from nuat.methods.common import signed_ascent
 from nuat.projections import bernoulli_start
 
-#: lambda = 10 from the first epoch (ramp_fraction 0: no ramp), x 4 from 86% of the run on
-DEFAULTS = MethodDefaults(lam_max=10.0, ramp_fraction=0.0, lam_boost=(0.86, 4.0))
+#: lambda = 10 from the first epoch (ramp_fraction 0: no ramp), x 4 from 86% of the run on; LR / 10
+#: from 71% and again from 86% of the run on
+DEFAULTS = MethodDefaults(lam_max=10.0, ramp_fraction=0.0, lam_boost=(0.86, 4.0), lr_drops=(0.71, 0.86))
 
 
 def softmax_l2(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:

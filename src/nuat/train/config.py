@@ -36,6 +36,9 @@ class TrainConfig:
     lam_boost: list[float] | None = None
     lr_up: float = 0.4
     lr_down: float = 0.5
+    #: fractions of the run at which the LR is divided by 10 (a constant-then-step schedule, per
+    #: epoch: ``nuat.train.schedules.step_lr``); empty: the cyclic-step shape of lr_up / lr_down
+    lr_drops: list[float] = field(default_factory=list)
     averages: dict[str, float] = field(default_factory=dict)
     #: True: ``averages`` hold the published taus, rescaled to this run's length (see
     #: ``nuat.train.ema.tau_for_run``); False: used as given (``--tau``).
@@ -82,6 +85,10 @@ class TrainConfig:
         if self.lr_up <= 0 or self.lr_up + self.lr_down > 1.0 + 1e-9:
             raise UsageError(f"--lr-up {self.lr_up} and --lr-down {self.lr_down} are invalid; "
                              "need lr-up > 0 and lr-up + lr-down <= 1")
+        drops = list(self.lr_drops)
+        if any(not 0.0 < d <= 1.0 for d in drops) or any(a >= b for a, b in zip(drops, drops[1:])):
+            raise UsageError(f"--lr-drops {','.join(f'{d:g}' for d in drops)} is invalid; give increasing "
+                             "fractions of the run in (0, 1], e.g. 0.71,0.86, or 'none'")
         if self.lam_boost is not None:
             if len(self.lam_boost) != 2 or not 0.0 <= self.lam_boost[0] <= 1.0 or not self.lam_boost[1] > 0:
                 raise UsageError(f"--lam-boost {self.lam_boost!r} is invalid; give FRACTION,FACTOR with the "

@@ -29,7 +29,7 @@ from nuat.train.config import TrainConfig
 from nuat.train.progress import EpochProgress
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
-from nuat.train.schedules import cyclic_step_lr, lambda_ramp
+from nuat.train.schedules import cyclic_step_lr, lambda_ramp, step_lr
 
 VAL_BATCH = 500
 
@@ -139,7 +139,11 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
     """One optimiser step of the method; stats stay on the device."""
     cfg = run.cfg
     total_iters = len(run.train_loader) * cfg.epochs
-    lr = cyclic_step_lr(run.iteration / total_iters, lr_max=cfg.lr, up_fraction=cfg.lr_up, down_fraction=cfg.lr_down)
+    if cfg.lr_drops:  # a method's published step schedule (GAT), per epoch
+        lr = step_lr(epoch, cfg.epochs, lr_max=cfg.lr, drops=cfg.lr_drops)
+    else:
+        lr = cyclic_step_lr(run.iteration / total_iters, lr_max=cfg.lr, up_fraction=cfg.lr_up,
+                            down_fraction=cfg.lr_down)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     ctx = StepContext(epoch=epoch, epochs=cfg.epochs, batch_index=batch_index, iteration=run.iteration,

@@ -62,3 +62,22 @@ def cyclic_step_lr(
     if tail <= 1e-12:
         return 0.0
     return lr_max / decay if (t - down_end) < tail / 2 else lr_max / decay**2
+
+
+def step_lr(epoch: int, epochs: int, *, lr_max: float, drops: tuple[float, ...] | list[float],
+            factor: float = 10.0) -> float:
+    """A piecewise-constant learning rate for a whole epoch: ``lr_max``, divided by ``factor`` at
+    the first epoch >= ``d * epochs`` for each fraction ``d`` in ``drops`` (``epoch`` counts from 0).
+
+    GAT's published CIFAR-10 script (100 epochs): LR 0.1, divided by 10 after epochs 70 and 85,
+    i.e. ``drops = (0.71, 0.86)`` (the same epoch as its lambda boost, see ``lambda_ramp``).
+
+    >>> step_lr(70, 100, lr_max=0.1, drops=(0.71, 0.86))
+    0.1
+    >>> round(step_lr(86, 100, lr_max=0.1, drops=(0.71, 0.86)), 6)
+    0.001
+    """
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    passed = sum(1 for d in drops if epoch >= d * epochs - 1e-9)
+    return float(lr_max) / float(factor) ** passed
