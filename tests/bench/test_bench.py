@@ -61,7 +61,7 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     out = tmp_path / "bench" / "mnist"
     code = main(["bench", "--methods", "erm,nuat", "--steps", "1", "--trials", "2", "--warmup", "0",
                  "--data-dir", str(real_data_dir), "--batch-size", "32", "--out", str(out), "--quiet",
-                 "--threads", "1", "--nuclear", "--note", "test run"])
+                 "--threads", "1", "--nuclear", "--loader", "--note", "test run"])
     assert code == 0
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["config"]["model"] == "small-cnn" and result["config"]["batch_size"] == 32
@@ -78,6 +78,7 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert "| method | passes F / B_in / B_full | ms / iteration |" in md
     assert "| erm | 1 / 0 / 1 |" in md and "| nuat | 3 / 1 / 2 |" in md and "test run" in md
     assert "measured / floor" in md and "Nuclear norm backends" in md
+    assert result["loader"][0]["dataset"] == "mnist" and "## Data loader" in md
     assert "| method |" in capsys.readouterr().out
     assert "## Targets (CPU)" in md and "<= 3.3" in md
     # --render rebuilds the report from the JSON alone; a CUDA result is held to the GPU targets
@@ -239,3 +240,30 @@ def test_compiled_step_model_keeps_static_shapes_after_a_smaller_last_batch():
     torch._dynamo.reset()
     assert graphs == [False, False]  # one static graph per batch size
     assert calls == [0, 0, 1, 0]  # full batches stay on the first graph
+
+
+def test_loader_bench_rows_for_memory_and_files(real_data_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nuat.bench.loader import bench_loader, markdown_section
+
+    monkeypatch.setenv("NUAT_DECODE_THREADS", "2")
+    for split, n in (("train", 12), ("val", 2)):
+        for c in ("n01", "n02"):
+            (tmp_path / "imagenet" / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.new("RGB", (40, 30), (k * 20, 100, 50)).save(tmp_path / "imagenet" / split / c / f"{k}.png")
+    quiet = lambda line: None  # noqa: E731
+    rows = bench_loader("imagenet", batch_size=4, device=torch.device("cpu"), data_dir=str(tmp_path), batches=3,
+                        trials=2, decode_threads=(3,), log=quiet)
+    assert [r["decode_threads"] for r in rows] == [1, 2, 3]
+    assert all(r["batches_timed"] == 3 and len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows)
+    assert rows[0]["source"] == "files, streamed" and rows[0]["augment"] == "random-resized-crop-flip"
+    memory = bench_loader("mnist", batch_size=256, device=torch.device("cpu"), data_dir=str(real_data_dir),
+                          batches=2, trials=1, log=quiet)
+    assert len(memory) == 1 and memory[0]["decode_threads"] is None and memory[0]["source"].startswith("in memory")
+    lines = markdown_section(rows + memory, [{"images_per_s": rows[0]["images_per_s"]}])
+    assert lines[0].startswith("## Data loader") and "| imagenet | files, streamed |" in lines[4]
+    assert lines[4].endswith("| 1.00 |") and len(lines) == 4 + 4
+    with pytest.raises(UsageError, match="2 full batches"):
+        bench_loader("imagenet", batch_size=16, device=torch.device("cpu"), data_dir=str(tmp_path), log=quiet)

@@ -174,3 +174,23 @@ def test_imagenet_training_view_crops_the_original(tmp_path):
     assert (green[:, 1:, 16] >= green[:, :-1, 16]).all()  # rows never flip
     widths = red[:, 16, :].amax(1) - red[:, 16, :].amin(1)
     assert widths.min().item() < 60 and widths.max().item() > 150  # crop sizes vary (areas 8%..100%)
+
+
+def test_decode_threads_do_not_change_the_batch(tmp_path, monkeypatch):
+    _write_coordinate_images(tmp_path / "imagenet" / "train", 6)
+    _write_coordinate_images(tmp_path / "imagenet" / "val", 1)
+    data = load_dataset("imagenet", "train", tmp_path, image_size=24)
+    index = torch.tensor([5, 0, 3, 3, 1])
+    batches = {}
+    for threads in (1, 3):
+        data.decode_threads = threads
+        batches[threads] = (data.get_batch(index), data.get_batch(index, augment_seed=11))
+    assert torch.equal(batches[1][0], batches[3][0]) and torch.equal(batches[1][1], batches[3][1])
+    crops = batches[3][1]
+    assert not torch.equal(crops[2], crops[3])  # the same file twice in a batch: two different crops
+    assert subset(data, torch.tensor([0, 1])).decode_threads == 3
+    monkeypatch.setenv("NUAT_DECODE_THREADS", "2")
+    assert load_dataset("imagenet", "train", tmp_path).decode_threads == 2
+    (tmp_path / "imagenet" / "train" / "n01" / "4.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match="4.png"):
+        data.get_batch(torch.tensor([0, 4, 1]), augment_seed=0)

@@ -101,6 +101,10 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
         from nuat.bench.nuclear import markdown_section
 
         lines += [""] + markdown_section(result["nuclear"])
+    if result.get("loader"):
+        from nuat.bench import loader
+
+        lines += [""] + loader.markdown_section(result["loader"], result["methods"])
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,10 @@ def add_parser(sub: Any) -> None:
                         "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64), "
                         "nuclear-B (nuclear-norm backend B: svd, gram, newton-schulz); default fp32 (the faithful step)")
     p.add_argument("--nuclear", action="store_true", help="also time the nuclear-norm backends")
+    p.add_argument("--loader", action="store_true",
+                   help="also time the training data loader alone (file data sets: per decode-thread count)")
+    p.add_argument("--decode-threads", metavar="N[,N...]",
+                   help="with --loader on file data sets: decode-thread counts to time besides 1 and the default")
     p.add_argument("--check-syncs", action="store_true", help="CUDA: count host synchronisations per iteration")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -46,6 +50,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--render", metavar="JSON",
                    help="time nothing: rewrite the Markdown report beside a saved <out>.json (with --title, --note)")
     p.set_defaults(run=run)
+
+
+def parse_counts(text: str | None) -> tuple[int, ...]:
+    """``"2,4"`` -> (2, 4); None -> ()."""
+    if text is None:
+        return ()
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        counts = (0,)
+    if any(c < 1 for c in counts):
+        raise UsageError(f"--decode-threads {text!r} is invalid; give positive integers, e.g. 2,4")
+    return counts
 
 
 def render(path: str, title: str, notes: list[str]) -> int:
@@ -80,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, threads=args.threads, check_syncs=args.check_syncs,
                       clock=args.clock)
     cfg.validate()
+    decode_threads = parse_counts(args.decode_threads)
+    if decode_threads and not args.loader:
+        raise UsageError("--decode-threads applies with --loader")
     if args.out is not None and Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a folder; give a path without suffix, e.g. {args.out}/bench")
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
@@ -94,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
         log(f"bench: nuclear-norm backends on {rows} x {classes}")
         result["nuclear"] = bench_nuclear(rows, classes, device=resolve_device(cfg.device),
                                           group_sizes=(None, 64), trials=max(cfg.trials, 5), clock=cfg.clock)
+    if args.loader:
+        from nuat.bench.loader import bench_loader
+        from nuat.train.loop import resolve_device
+
+        result["loader"] = bench_loader(cfg.dataset, batch_size=result["config"]["batch_size"],
+                                        device=resolve_device(cfg.device), data_dir=cfg.data_dir,
+                                        batches=cfg.steps, trials=cfg.trials, seed=cfg.seed,
+                                        decode_threads=decode_threads, log=log)
     out = args.out
     if out is None:
         kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"

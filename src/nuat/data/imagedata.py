@@ -6,8 +6,10 @@ int64 labels of shape (N,). Conversion to float in [0, 1] happens in the loader.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import torch
 
 from nuat.errors import DataError
 
-__all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image", "resized_crop_flip_image"]
+__all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image", "resized_crop_flip_image",
+           "default_decode_threads"]
 
 
 class ImageData(ABC):
@@ -127,6 +130,20 @@ def resized_crop_flip_image(image, size: int, generator: torch.Generator):
     return image
 
 
+def default_decode_threads() -> int:
+    """Threads that decode one batch of files: ``$NUAT_DECODE_THREADS`` if set, else the CPUs
+    this process may use, at most 8. PIL releases the GIL while it decodes and resizes."""
+    env = os.environ.get("NUAT_DECODE_THREADS")
+    if env:
+        return max(1, int(env))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus))
+
+
+#: the golden-ratio increment of splitmix64: spreads (batch seed, position) pairs over 2**63
+_SEED_STRIDE = 0x9E3779B97F4A7C15
+
+
 class FolderImageData(ImageData):
     """Image files (JPEG/PNG) decoded with PIL on demand, one batch at a time.
 
@@ -137,15 +154,21 @@ class FolderImageData(ImageData):
         image_size: output side S in pixels; images become (3, S, S).
         resize_to: shorter side before the center crop of the un-augmented view; ``None``
             means ``image_size``; ImageNet uses 256 for ``image_size`` 224.
+        decode_threads: threads decoding the images of one batch in parallel (None:
+            ``default_decode_threads()``); the result does not depend on it.
     """
 
     def __init__(self, paths: Sequence[str | Path], labels: torch.Tensor, classes: Sequence[str],
-                 image_size: int, resize_to: int | None = None) -> None:
+                 image_size: int, resize_to: int | None = None, decode_threads: int | None = None) -> None:
         self.paths = [str(p) for p in paths]
         self.classes = list(classes)
         self.labels = _check_labels(labels, len(self.paths), self.classes)
         self.image_size = int(image_size)
         self.resize_to = resize_to
+        self.decode_threads = default_decode_threads() if decode_threads is None else int(decode_threads)
+        if self.decode_threads < 1:
+            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -169,14 +192,29 @@ class FolderImageData(ImageData):
             raise DataError(f"cannot decode image {path}: {exc}") from None
 
     def get_batch(self, index: torch.Tensor, augment_seed: int | None = None) -> torch.Tensor:
-        """Images at ``index`` as uint8 (B, 3, S, S). With ``augment_seed``, each is a random
-        resized crop + flip of its original (the ImageNet training view), drawn in batch
-        order from a CPU generator seeded with it: the same seed gives the same batch."""
+        """Images at ``index`` as uint8 (B, 3, S, S), decoded by ``decode_threads`` threads.
+        With ``augment_seed``, each is a random resized crop + flip of its original (the
+        ImageNet training view), drawn from a CPU generator of its own seeded from
+        ``augment_seed`` and its position in the batch: the same seed gives the same batch,
+        whatever the number of threads."""
         s = self.image_size
-        generator = None if augment_seed is None else torch.Generator().manual_seed(augment_seed)
         out = np.empty((len(index), s, s, 3), dtype=np.uint8)
-        for k, i in enumerate(index.tolist()):
+
+        def decode(k: int, i: int) -> None:
+            generator = None
+            if augment_seed is not None:
+                generator = torch.Generator().manual_seed((augment_seed + k * _SEED_STRIDE) % 2**63)
             out[k] = self.load_image(i, generator)
+
+        jobs = list(enumerate(index.tolist()))
+        if self.decode_threads == 1 or len(jobs) < 2:
+            for k, i in jobs:
+                decode(k, i)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="nuat-decode")
+            for future in [self._pool.submit(decode, k, i) for k, i in jobs]:
+                future.result()  # in order: the first failing image's DataError is raised
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
     def __repr__(self) -> str:
@@ -190,5 +228,6 @@ def subset(data: ImageData, index: torch.Tensor | Sequence[int]) -> ImageData:
         return ArrayImageData(data.images[index.to(data.images.device)], data.labels[index], data.classes)
     if isinstance(data, FolderImageData):
         paths = [data.paths[i] for i in index.tolist()]
-        return FolderImageData(paths, data.labels[index], data.classes, data.image_size, data.resize_to)
+        return FolderImageData(paths, data.labels[index], data.classes, data.image_size, data.resize_to,
+                               data.decode_threads)
     raise TypeError(f"subset() does not support {type(data).__name__}")

@@ -1,0 +1,55 @@
+"""Write an ImageNet-layout stand-in from the real CIFAR-10 JPEGs, for timing the streaming path.
+
+ImageNet itself is not on these machines. Its loader decodes full-size JPEGs (typically about
+500 x 375) while it trains, which is what `nuat bench --loader` has to time; this writes real
+CIFAR-10 photographs, enlarged to that size (bicubic, JPEG quality 90), as
+``<out>/imagenet/{train,val}/<class>/<k>.JPEG``. The images are for timing only: enlarged
+32 x 32 photographs are no substitute for ImageNet's content.
+
+Usage: python scripts/speed/imagenet_standin.py OUT [--per-class 100] [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from nuat.data.datasets import CIFAR10_JPEG_TAR
+from nuat.data.folder import read_tar_split
+from nuat.data.roots import find_root
+
+SIZE = (500, 375)  # width x height: ImageNet's most common image size
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--per-class", type=int, default=100, help="training images per class (val: a fifth)")
+    p.add_argument("--data-dir", default="../shared/data", help="root holding cifar10-jpeg/")
+    args = p.parse_args(argv)
+    if args.per_class < 1:
+        p.error(f"--per-class {args.per_class} is invalid; it must be positive")
+    tar = find_root("cifar10-jpeg", args.data_dir, download=False) / "cifar10-jpeg" / CIFAR10_JPEG_TAR
+    for split, folder, per_class in (("train", "train", args.per_class), ("test", "val", max(1, args.per_class // 5))):
+        members, classes = read_tar_split(tar, split)
+        written = dict.fromkeys(classes, 0)
+        for cls, name, data in members:  # class-interleaved order: every prefix is balanced
+            if written[cls] >= per_class:
+                continue
+            target = args.out / "imagenet" / folder / cls / (Path(name).stem + ".JPEG")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(io.BytesIO(data)) as img:
+                img.convert("RGB").resize(SIZE, Image.BICUBIC).save(target, quality=90)
+            written[cls] += 1
+            if all(n >= per_class for n in written.values()):
+                break
+        print(f"{folder}: {sum(written.values())} images of {SIZE[0]} x {SIZE[1]} in {args.out / 'imagenet' / folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
