@@ -62,7 +62,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
 [load_dataset('$DATASET', s, data_dir='$DATA') for s in ('train', 'test')]; print(f'decoded in {time.time() - t:.1f} s')"
     ;;
   bench)
-    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --check-syncs \
+    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --loader --check-syncs \
       --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, ${BENCH_VARIANTS//,/ vs }" \
       --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
     ;;
