@@ -11,7 +11,7 @@ import torch
 import nuat.data.folder as folder_mod
 from nuat.data import ArrayImageData, FolderImageData, load_dataset, subset
 from nuat.data.folder import interleave_classes
-from nuat.errors import DataError
+from nuat.errors import DataError, UsageError
 
 CLASSES = ["cat", "ant", "bee"]  # deliberately unsorted: labels follow sorted names
 
@@ -191,6 +191,10 @@ def test_decode_threads_do_not_change_the_batch(tmp_path, monkeypatch):
     assert subset(data, torch.tensor([0, 1])).decode_threads == 3
     monkeypatch.setenv("NUAT_DECODE_THREADS", "2")
     assert load_dataset("imagenet", "train", tmp_path).decode_threads == 2
+    monkeypatch.setenv("NUAT_DECODE_THREADS", "0")
+    with pytest.raises(UsageError, match="NUAT_DECODE_THREADS='0'"):
+        load_dataset("imagenet", "train", tmp_path)
+    monkeypatch.setenv("NUAT_DECODE_THREADS", "2")
     (tmp_path / "imagenet" / "train" / "n01" / "4.png").write_bytes(b"broken")
     with pytest.raises(DataError, match="4.png"):
         data.get_batch(torch.tensor([0, 4, 1]), augment_seed=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nuat.errors import DataError
+from nuat.errors import DataError, UsageError
 
 __all__ = ["ImageData", "ArrayImageData", "FolderImageData", "subset", "fit_image", "resized_crop_flip_image",
            "default_decode_threads"]
@@ -133,9 +133,11 @@ def resized_crop_flip_image(image, size: int, generator: torch.Generator):
 def default_decode_threads() -> int:
     """Threads that decode one batch of files: ``$NUAT_DECODE_THREADS`` if set, else the CPUs
     this process may use, at most 8. PIL releases the GIL while it decodes and resizes."""
-    env = os.environ.get("NUAT_DECODE_THREADS")
+    env = os.environ.get("NUAT_DECODE_THREADS", "").strip()
     if env:
-        return max(1, int(env))
+        if not env.isdigit() or int(env) < 1:
+            raise UsageError(f"NUAT_DECODE_THREADS={env!r} is invalid; it must be a positive integer")
+        return int(env)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cpus))
 

@@ -6,8 +6,8 @@ generator's state. Augmentation draws one seed per epoch from the same generator
 (after ``perm``) and reseeds a generator on the target device with
 ``seed + batch_number`` for every batch, so a resumed epoch reproduces the same
 augmentations. Random resized crops of folder data (ImageNet) are cut from the original
-images by the decoding thread, from a CPU generator seeded the same way. ``state_dict()`` / ``load_state_dict()`` save and restore the
-position within an epoch.
+images while they are decoded, from CPU generators seeded the same way.
+``state_dict()`` / ``load_state_dict()`` save and restore the position within an epoch.
 """
 
 from __future__ import annotations
