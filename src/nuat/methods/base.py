@@ -140,5 +140,15 @@ def accuracy_sums(logits_clean: torch.Tensor, logits_adv: torch.Tensor | None, y
     return sums
 
 
+def regularised_sums(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, *,
+                     ce: torch.Tensor, reg: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``accuracy_sums`` plus the batch sums of a "CE + weight x regulariser" loss's parts (the
+    scalars are batch means; ``ce``, ``reg`` and ``loss`` sum over the batch), on the device."""
+    m = y.shape[0]
+    sums = accuracy_sums(logits_clean, logits_adv, y)
+    sums.update(ce=ce.detach() * m, reg=reg.detach() * m, loss=loss.detach() * m)
+    return sums
+
+
 def replace_defaults(defaults: MethodDefaults, **changes: Any) -> MethodDefaults:
     return dataclasses.replace(defaults, **changes)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, accuracy_sums
+from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, regularised_sums
 from nuat.methods.common import signed_ascent
 from nuat.projections import bernoulli_start
 
@@ -63,11 +63,7 @@ class GAT(Method):
         logits_adv = model(x_adv)
         reg = softmax_l2(logits_adv, logits_clean)
         loss = ce + ctx.lam * reg
-        m = y.shape[0]
-        sums = accuracy_sums(logits_clean, logits_adv, y)
-        sums["ce"] = ce.detach() * m
-        sums["reg"] = reg.detach() * m
-        sums["loss"] = loss.detach() * m
+        sums = regularised_sums(logits_clean, logits_adv, y, ce=ce, reg=reg, loss=loss)
         # forwards: clean, attack, adversarial; input backward: the attack step; full backwards:
         # through the clean and the adversarial pass
         return StepOutput(loss=loss, sums=sums, x_adv=x_adv, passes=(3, 1, 2))

@@ -14,7 +14,7 @@ from torch import nn
 
 from nuat.attacks.nuclear import nuclear
 from nuat.losses import nuclear_norm
-from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, accuracy_sums
+from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, regularised_sums
 
 # Published defaults (reference details; ResNet-18 / WRN-34-10 runs), LR shape as fractions.
 NUAT = MethodDefaults(lam_max=4.5, ramp_fraction=0.9, lr_up=0.4, lr_down=0.5)
@@ -115,11 +115,7 @@ class NuAT(Method):
         logits_adv = model(x_adv)
         reg = nuclear_norm(logits_adv, logits_clean, group_size=self.group_size)
         loss = ce + ctx.lam * reg
-        m = y.shape[0]
-        sums = accuracy_sums(logits_clean, logits_adv, y)
-        sums["ce"] = ce.detach() * m
-        sums["reg"] = reg.detach() * m
-        sums["loss"] = loss.detach() * m
+        sums = regularised_sums(logits_clean, logits_adv, y, ce=ce, reg=reg, loss=loss)
         attack_steps = 2 if two_steps else 1
         # forwards: clean + adversarial + one per attack step (+ NuAT2-WA's clean pass of the fast
         # average on batches whose first step has the nuclear term); input backwards: one per

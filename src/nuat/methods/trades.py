@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nuat.attacks.common import eval_mode
-from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, accuracy_sums
+from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, regularised_sums
 from nuat.methods.common import signed_ascent
 
 DEFAULTS = MethodDefaults()
@@ -71,11 +71,7 @@ class TRADES(Method):
         ce = F.cross_entropy(logits_clean, y)
         kl = trades_kl(logits_adv, logits_clean)
         loss = ce + self.beta * kl
-        m = y.shape[0]
-        sums = accuracy_sums(logits_clean, logits_adv, y)
-        sums["ce"] = ce.detach() * m
-        sums["reg"] = kl.detach() * m
-        sums["loss"] = loss.detach() * m
+        sums = regularised_sums(logits_clean, logits_adv, y, ce=ce, reg=kl, loss=loss)
         return loss, sums, (2, 0, 2)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
