@@ -198,3 +198,28 @@ def test_decode_threads_do_not_change_the_batch(tmp_path, monkeypatch):
     (tmp_path / "imagenet" / "train" / "n01" / "4.png").write_bytes(b"broken")
     with pytest.raises(DataError, match="4.png"):
         data.get_batch(torch.tensor([0, 4, 1]), augment_seed=0)
+
+
+def _decode_in_child(data, queue):
+    queue.put(data.get_batch(torch.tensor([0, 1, 2]), augment_seed=5).numpy())
+
+
+def test_decode_pool_survives_a_fork(tmp_path):
+    import multiprocessing
+
+    _write_coordinate_images(tmp_path / "imagenet" / "train", 3)
+    _write_coordinate_images(tmp_path / "imagenet" / "val", 1)
+    data = load_dataset("imagenet", "train", tmp_path, image_size=16)
+    data.decode_threads = 2
+    expected = data.get_batch(torch.tensor([0, 1, 2]), augment_seed=5)  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_decode_in_child, args=(data, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)  # the parent's pool threads are not in the child: it must make its own
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert np.array_equal(got, expected.numpy())

@@ -171,6 +171,7 @@ class FolderImageData(ImageData):
         if self.decode_threads < 1:
             raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_key = (0, 0)  # (process id, thread count) the pool was made for
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -193,6 +194,17 @@ class FolderImageData(ImageData):
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}") from None
 
+    def _executor(self) -> ThreadPoolExecutor:
+        """The decode pool, made anew for a new thread count or after a fork (a forked child
+        has none of its parent's threads)."""
+        key = (os.getpid(), self.decode_threads)
+        if self._pool is None or self._pool_key != key:
+            if self._pool is not None and self._pool_key[0] == key[0]:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="nuat-decode")
+            self._pool_key = key
+        return self._pool
+
     def get_batch(self, index: torch.Tensor, augment_seed: int | None = None) -> torch.Tensor:
         """Images at ``index`` as uint8 (B, 3, S, S), decoded by ``decode_threads`` threads.
         With ``augment_seed``, each is a random resized crop + flip of its original (the
@@ -213,9 +225,8 @@ class FolderImageData(ImageData):
             for k, i in jobs:
                 decode(k, i)
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="nuat-decode")
-            for future in [self._pool.submit(decode, k, i) for k, i in jobs]:
+            pool = self._executor()
+            for future in [pool.submit(decode, k, i) for k, i in jobs]:
                 future.result()  # in order: the first failing image's DataError is raised
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
