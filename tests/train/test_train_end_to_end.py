@@ -94,3 +94,22 @@ def test_step_lr_drops_reach_the_optimiser(real_data_dir, tmp_path):
     assert json.loads((out / "config.json").read_text())["lr_drops"] == [0.3, 0.6]
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in lines] == pytest.approx([0.05, 0.005, 0.0005])  # drops from epochs 0.9 -> 1, 1.8 -> 2
+
+
+def test_curves_png_is_drawn_every_epoch(mnist_run, tmp_path, monkeypatch):
+    from nuat.train.curves import best_epoch, plot_training_curves
+
+    png = mnist_run / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    records = [json.loads(l) for l in (mnist_run / "metrics.jsonl").read_text().splitlines()]
+    # the marked epoch is the reported checkpoint's: best-ema for a -WA run
+    ema = nuat.load_model(mnist_run / "best-ema.safetensors").checkpoint_metadata
+    assert best_epoch(records) == ema["epoch"]
+    plain = [{k: v for k, v in r.items() if not k.endswith("_ema")} for r in records]
+    assert best_epoch(plain) == nuat.load_model(mnist_run / "best.safetensors").checkpoint_metadata["epoch"]
+    assert best_epoch([{"epoch": 1, "val_ifgsm7_acc": 0.5}, {"epoch": 2, "val_ifgsm7_acc": 0.5}]) == 1  # first wins
+    empty = tmp_path / "metrics.jsonl"
+    empty.write_text("")
+    assert plot_training_curves(empty, tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # not installed: no plot, no error
+    assert plot_training_curves(mnist_run / "metrics.jsonl", tmp_path / "c.png") is None

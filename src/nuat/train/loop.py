@@ -259,6 +259,18 @@ def _append_metrics(run: Run, record: dict[str, Any]) -> None:
     run.metrics_lines += 1
 
 
+def _draw_curves(run: Run) -> None:
+    """Redraw ``curves.png`` from ``metrics.jsonl``; a plotting failure costs the plot, not the run."""
+    from nuat.train.curves import plot_training_curves
+
+    cfg = run.cfg
+    try:
+        plot_training_curves(run.out / "metrics.jsonl", run.out / "curves.png",
+                             title=f"{cfg.method} on {cfg.dataset}, {cfg.model}, eps {cfg.eps:.4g}")
+    except Exception as exc:  # noqa: BLE001 (matplotlib's errors are many; training must go on)
+        run.log(f"warning: curves.png not drawn ({type(exc).__name__}: {exc})")
+
+
 def _truncate_metrics(run: Run) -> None:
     """Drop metric lines of epochs that the restored state has not finished (written before a kill)."""
     path = run.out / "metrics.jsonl"
@@ -336,6 +348,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
             record = {"epoch": epoch + 1, **stats}
             _append_metrics(run, record)
             run.log(format_epoch(record))
+            _draw_curves(run)
             epoch += 1
             progress = EpochProgress()
             resume.save(run, epoch, progress)
