@@ -57,7 +57,7 @@ def test_bench_config_errors():
         BenchConfig(methods=["erm"], steps=0).validate()
 
 
-def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsys):
+def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench" / "mnist"
     code = main(["bench", "--methods", "erm,nuat", "--steps", "1", "--trials", "2", "--warmup", "0",
                  "--data-dir", str(real_data_dir), "--batch-size", "32", "--out", str(out), "--quiet",
@@ -79,6 +79,9 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert "| erm | 1 / 0 / 1 |" in md and "| nuat | 3 / 1 / 2 |" in md and "test run" in md
     assert "measured / floor" in md and "Nuclear norm backends" in md
     assert result["loader"][0]["dataset"] == "mnist" and "## Data loader" in md
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"]({png.name})" in md  # the figure, linked from the report
+    assert result["report"] == {"title": "nuat bench", "notes": ["test run"]}
     assert "| method |" in capsys.readouterr().out
     assert "## Targets (CPU)" in md and "<= 3.3" in md
     # --render rebuilds the report from the JSON alone; a CUDA result is held to the GPU targets
@@ -87,12 +90,21 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     gpu_json.write_text(json.dumps(result))
     assert main(["bench", "--render", str(gpu_json), "--title", "re-rendered"]) == 0
     gpu_md = gpu_json.with_suffix(".md").read_text()
-    assert gpu_md.startswith("# re-rendered") and "## Targets (GPU)" in gpu_md
+    assert gpu_md.startswith("# re-rendered") and "## Targets (GPU)" in gpu_md and "test run" in gpu_md
+    assert gpu_json.with_suffix(".png").is_file()
     assert "| NuAT / ERM | fp32 |" in gpu_md and "<= 2.8 |" in gpu_md and "| NuAT images / s | fp32 |" in gpu_md
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     assert main(["bench", "--render", str(broken)]) == 2
-    assert not broken.with_suffix(".md").exists()
+    assert not broken.with_suffix(".md").exists() and not broken.with_suffix(".png").exists()
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"config": result["config"]}))  # no environment, no methods
+    assert main(["bench", "--render", str(partial)]) == 2
+    assert not partial.with_suffix(".md").exists() and not partial.with_suffix(".png").exists()
+    gpu_json.with_suffix(".png").unlink()
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # no matplotlib: no figure, no link
+    assert main(["bench", "--render", str(gpu_json)]) == 0
+    assert "![" not in gpu_json.with_suffix(".md").read_text() and not gpu_json.with_suffix(".png").exists()
 
 
 def test_loop_never_asks_a_compiled_model_for_its_truth_value(real_data_dir):

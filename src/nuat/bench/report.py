@@ -1,4 +1,5 @@
-"""``nuat bench`` output: the JSON record and a Markdown report (tables of passes and methods)."""
+"""``nuat bench`` output: the JSON record, a Markdown report (tables of passes and methods) and
+a figure of the methods' times against their floors (``nuat.bench.plot``)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def _memory(peak: dict[str, int] | None) -> str:
     return f"{peak['peak_bytes'] / 2**20:.0f} (+{peak['above_start_bytes'] / 2**20:.0f})"
 
 
-def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[str] | None = None) -> str:
-    """The human-readable report: provenance, pass times, per-method times against ERM and floor."""
+def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[str] | None = None,
+             figure: str | None = None) -> str:
+    """The human-readable report: provenance, pass times, per-method times against ERM and floor;
+    ``figure``: file name of the PNG beside the report, shown under the provenance."""
     cfg, env = result["config"], result["environment"]
     lines = [f"# {title}", ""]
     lines += [
@@ -47,6 +50,8 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
         lines.append(f"- command: `{result['command']}`")
     for note in notes or []:
         lines.append(f"- {note}")
+    if figure:
+        lines += ["", f"![time per iteration of each method against its floor]({figure})"]
     clock = cfg.get("clock", "wall")
     clock_text = ("Clock: process CPU time (all threads of the bench process), which leaves out the time other "
                   "processes held the cores of this shared machine; the wall-clock medians are in the last column "
@@ -142,14 +147,32 @@ def _checks(result: dict[str, Any]) -> list[str]:
             "| quantity | variant | median (quartiles) | target | met |", "|---|---|---:|---:|---|", *rows]
 
 
+def write_report(result: dict[str, Any], json_path: Path, *, title: str = "nuat bench",
+                 notes: list[str] | None = None) -> tuple[Path, str]:
+    """Write the report and the figure of ``result`` beside ``json_path`` (``.md``, ``.png`` where
+    matplotlib is installed); returns the report's path and text. The text is built before
+    anything is written, so a malformed result leaves no file behind."""
+    from nuat.bench.plot import plot_bench
+
+    png_path = json_path.with_suffix(".png")
+    text = markdown(result, title=title, notes=notes, figure=png_path.name)
+    if plot_bench(result, png_path, title=title) is None:
+        text = markdown(result, title=title, notes=notes)
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(text)
+    return md_path, text
+
+
 def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
           notes: list[str] | None = None) -> tuple[Path, Path]:
-    """Write ``<out>.json`` and ``<out>.md`` (``out`` without suffix); returns both paths."""
+    """Write ``<out>.json``, ``<out>.md`` and ``<out>.png`` (``out`` without suffix); returns the
+    JSON and Markdown paths."""
     out = Path(out)
-    if out.suffix in (".json", ".md"):
+    if out.suffix in (".json", ".md", ".png"):
         out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    json_path = out.with_suffix(".json")
+    result = {**result, "report": {"title": title, "notes": list(notes or [])}}  # for --render
     json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path.write_text(markdown(result, title=title, notes=notes))
+    md_path, _ = write_report(result, json_path, title=title, notes=notes)
     return json_path, md_path

@@ -44,11 +44,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output path without suffix "
                    "(default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
-    p.add_argument("--title", default="nuat bench", help="heading of the Markdown report")
-    p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
+    p.add_argument("--title", help="heading of the Markdown report (default: nuat bench; --render: the saved one)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line to add to the report (repeatable; --render: replaces the saved ones)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--render", metavar="JSON",
-                   help="time nothing: rewrite the Markdown report beside a saved <out>.json (with --title, --note)")
+                   help="time nothing: rewrite the Markdown report and figure beside a saved <out>.json")
     p.set_defaults(run=run)
 
 
@@ -65,20 +66,20 @@ def parse_counts(text: str | None) -> tuple[int, ...]:
     return counts
 
 
-def render(path: str, title: str, notes: list[str]) -> int:
+def render(path: str, title: str | None, notes: list[str]) -> int:
     """Rebuild ``<out>.md`` from ``<out>.json`` with the current report code."""
     import json
 
-    from nuat.bench.report import markdown
+    from nuat.bench.report import write_report
 
     json_path = Path(path)
     try:
         result = json.loads(json_path.read_text())
-        text = markdown(result, title=title, notes=notes)
+        saved = result.get("report", {})  # the run's title and notes (older JSON files have none)
+        md_path, text = write_report(result, json_path, title=title or saved.get("title", "nuat bench"),
+                                     notes=notes or saved.get("notes", []))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--render {path}: not a readable nuat bench JSON ({type(exc).__name__}: {exc})") from None
-    md_path = json_path.with_suffix(".md")
-    md_path.write_text(text)
     print(text, end="")
     print(f"wrote {md_path}")
     return 0
@@ -86,7 +87,7 @@ def render(path: str, title: str, notes: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.bench import BenchConfig, parse_variants, run_bench
-    from nuat.bench.report import markdown, write
+    from nuat.bench.report import write
 
     if args.render:
         return render(args.render, args.title, args.note)
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"
         c = result["config"]
         out = f"benchmarks/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
-    json_path, md_path = write(result, Path(out), title=args.title, notes=args.note)
-    print(markdown(result, title=args.title, notes=args.note), end="")
+    json_path, md_path = write(result, Path(out), title=args.title or "nuat bench", notes=args.note)
+    print(md_path.read_text(), end="")
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nuat.figures import save_figure
+
 
 @dataclass
 class Smoothness:
@@ -133,7 +135,4 @@ def plot_surface(path: str | Path, ts: torch.Tensor, grid: torch.Tensor, result:
     ax2.set_title(f"{shown} images: solid sign(gradient), dashed random")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from nuat.figures import pyplot, save_figure
 
 __all__ = ["plot_training_curves", "best_epoch"]
 
@@ -47,14 +47,11 @@ def best_epoch(records: list[dict[str, Any]]) -> int | None:
 def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
     """Draw ``png_path`` from the epoch records in ``metrics_path`` (written atomically); returns
     the path, or None when there is nothing to draw or matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     lines = Path(metrics_path).read_text().splitlines() if Path(metrics_path).exists() else []
     records = [json.loads(line) for line in lines if line.strip()]
     if not records:
@@ -91,14 +88,4 @@ def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    png = Path(png_path)
-    fd, tmp = tempfile.mkstemp(prefix=png.name, suffix=".tmp.png", dir=png.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, png)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return png
+    return save_figure(fig, png_path)
