@@ -67,7 +67,8 @@ def markdown_section(rows: list[dict[str, Any]], methods: list[dict[str, Any]]) 
     lines = ["## Data loader (training batches alone)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r["seconds_per_batch"]
-        row = [r["dataset"], r["source"], r["augment"], "-" if r["decode_threads"] is None else str(r["decode_threads"]),
+        threads = "-" if r["decode_threads"] is None else str(r["decode_threads"])
+        row = [r["dataset"], r["source"], r["augment"], threads,
                f"{1e3 * s['median']:.2f} ({1e3 * s['q1']:.2f}-{1e3 * s['q3']:.2f})", f"{r['images_per_s']:.0f}"]
         if fastest:
             row.append(f"{r['images_per_s'] / fastest:.2f}")

@@ -67,7 +67,7 @@ def parse_counts(text: str | None) -> tuple[int, ...]:
 
 
 def render(path: str, title: str | None, notes: list[str]) -> int:
-    """Rebuild ``<out>.md`` from ``<out>.json`` with the current report code."""
+    """Rebuild ``<out>.md`` and ``<out>.png`` from ``<out>.json`` with the current report code."""
     import json
 
     from nuat.bench.report import write_report
