@@ -223,3 +223,23 @@ def test_decode_pool_survives_a_fork(tmp_path):
         if child.is_alive():
             child.kill()
     assert np.array_equal(got, expected.numpy())
+
+
+def test_training_view_is_crop_resize_flip_with_per_image_draws(tmp_path):
+    from PIL import Image
+
+    from nuat.data.augment import random_resized_crop_box
+    from nuat.data.imagedata import _SEED_STRIDE
+
+    _write_coordinate_images(tmp_path / "imagenet" / "train", 2)
+    _write_coordinate_images(tmp_path / "imagenet" / "val", 1)
+    data = load_dataset("imagenet", "train", tmp_path, image_size=20)
+    got = data.get_batch(torch.tensor([1, 0]), augment_seed=123)
+    for k, i in enumerate([1, 0]):  # per image: its own generator, from the batch seed and its position
+        g = torch.Generator().manual_seed((123 + k * _SEED_STRIDE) % 2**63)
+        left, top, w, h = random_resized_crop_box(96, 48, g)
+        with Image.open(data.paths[i]) as img:
+            ref = img.convert("RGB").crop((left, top, left + w, top + h)).resize((20, 20), Image.BILINEAR)
+        if float(torch.rand((), generator=g)) < 0.5:
+            ref = ref.transpose(Image.FLIP_LEFT_RIGHT)
+        assert torch.equal(got[k], torch.from_numpy(np.array(ref)).permute(2, 0, 1))

@@ -124,7 +124,9 @@ def resized_crop_flip_image(image, size: int, generator: torch.Generator):
     from nuat.data.augment import random_resized_crop_box
 
     left, top, w, h = random_resized_crop_box(*image.size, generator)
-    image = image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    # crop, then resize, as torchvision's resized_crop does (resize(box=...) would let the filter
+    # read pixels beyond the crop at its borders)
+    image = image.crop((left, top, left + w, top + h)).resize((size, size), Image.BILINEAR)
     if float(torch.rand((), generator=generator)) < 0.5:
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
     return image
