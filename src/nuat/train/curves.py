@@ -28,7 +28,7 @@ ACCURACIES = (
     ("val_clean_acc_ema", "val clean, average", "C2", "--"),
     ("val_ifgsm7_acc_ema", "val I-FGSM-7, average", "C3", "--"),
 )
-LOSSES = (("loss", "loss"), ("ce_clean", "clean CE"), ("regulariser", "regulariser"))
+LOSSES = (("loss", "loss"), ("ce_clean", "clean CE"), ("regulariser", "regulariser (before x lambda)"))
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]] | None:
