@@ -113,3 +113,25 @@ def test_curves_png_is_drawn_every_epoch(mnist_run, tmp_path, monkeypatch):
     assert plot_training_curves(empty, tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # not installed: no plot, no error
     assert plot_training_curves(mnist_run / "metrics.jsonl", tmp_path / "c.png") is None
+
+
+def test_curves_are_redrawn_at_most_once_a_minute_but_always_at_the_end(tmp_path, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    import nuat.train.curves as curves
+    from nuat.train import loop
+
+    calls = []
+    monkeypatch.setattr(curves, "plot_training_curves", lambda *a, **k: calls.append(a))
+    cfg = SimpleNamespace(method="nuat", dataset="mnist", model="small-cnn", eps=0.3)
+    run = SimpleNamespace(cfg=cfg, out=tmp_path, curves_drawn=None, log=print)
+    loop._draw_curves(run)  # first epoch: drawn
+    loop._draw_curves(run)  # right after: skipped
+    assert len(calls) == 1
+    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 0.5)
+    loop._draw_curves(run)  # a minute later: drawn
+    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 2.0)
+    loop._draw_curves(run)  # but not before 50 x its drawing time
+    loop._draw_curves(run, force=True)  # the end of the run: always
+    assert len(calls) == 3

@@ -3,7 +3,8 @@
 Three panels per epoch: accuracies (training clean and adversarial, validation clean and
 I-FGSM-7, the weight average's dashed; the best epoch, chosen on validation I-FGSM-7, marked),
 the training loss and its parts, and the schedules (learning rate; lambda on its own axis).
-Redrawn after every epoch from the whole file, so a resumed run's plot covers every epoch.
+Redrawn from the whole file (so a resumed run's plot covers every epoch) after an epoch when a
+minute has passed since the last drawing, and at the end of the run (``nuat.train.loop``).
 Needs matplotlib (the ``plot`` extra); without it no plot is drawn and training goes on.
 """
 

@@ -65,6 +65,8 @@ class Run:
     health: dict[str, Any] = field(default_factory=dict)
     #: what the method's passes run through: ``model`` or its ``torch.compile`` wrapper (``--compile``)
     step_model: nn.Module | None = None
+    #: (when curves.png was last drawn, how long drawing took), perf_counter seconds
+    curves_drawn: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.step_model is None:
@@ -259,16 +261,29 @@ def _append_metrics(run: Run, record: dict[str, Any]) -> None:
     run.metrics_lines += 1
 
 
-def _draw_curves(run: Run) -> None:
-    """Redraw ``curves.png`` from ``metrics.jsonl``; a plotting failure costs the plot, not the run."""
+#: curves.png is redrawn after an epoch only when this many seconds, and 50 times the last drawing's
+#: time, have passed since the last drawing (and always at the end): drawing takes ~0.5 s, an epoch
+#: on a GPU a few seconds
+CURVES_INTERVAL = 60.0
+
+
+def _draw_curves(run: Run, *, force: bool = False) -> None:
+    """Redraw ``curves.png`` from ``metrics.jsonl`` (throttled unless ``force``); a plotting failure
+    costs the plot, not the run."""
     from nuat.train.curves import plot_training_curves
 
+    now = time.perf_counter()
+    if not force and run.curves_drawn is not None:
+        last, took = run.curves_drawn
+        if now - last < max(CURVES_INTERVAL, 50 * took):
+            return
     cfg = run.cfg
     try:
         plot_training_curves(run.out / "metrics.jsonl", run.out / "curves.png",
                              title=f"{cfg.method} on {cfg.dataset}, {cfg.model}, eps {cfg.eps:.4g}")
     except Exception as exc:  # noqa: BLE001 (matplotlib's errors are many; training must go on)
         run.log(f"warning: curves.png not drawn ({type(exc).__name__}: {exc})")
+    run.curves_drawn = (now, time.perf_counter() - now)
 
 
 def _truncate_metrics(run: Run) -> None:
@@ -359,6 +374,8 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if run.metrics_lines:
+            _draw_curves(run, force=True)  # the last epochs, also of a stopped run
     summary = {"out": str(run.out), "train_seconds": run.train_seconds,
                "cost": run_cost(run.out / "metrics.jsonl", time.perf_counter() - wall_start),
                "best_val_ifgsm7_acc": run.best.get(""),
