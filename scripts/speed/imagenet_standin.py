@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+from tqdm import tqdm
 
 from nuat.data.datasets import CIFAR10_JPEG_TAR
 from nuat.data.folder import read_tar_split
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, folder, per_class in (("train", "train", args.per_class), ("test", "val", max(1, args.per_class // 5))):
         members, classes = read_tar_split(tar, split)
         written = dict.fromkeys(classes, 0)
+        bar = tqdm(total=per_class * len(classes), desc=f"stand-in {folder}", unit="img", disable=None)
         for cls, name, data in members:  # class-interleaved order: every prefix is balanced
             if written[cls] >= per_class:
                 continue
@@ -45,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             with Image.open(io.BytesIO(data)) as img:
                 img.convert("RGB").resize(SIZE, Image.BICUBIC).save(target, quality=90)
             written[cls] += 1
+            bar.update()
             if all(n >= per_class for n in written.values()):
                 break
+        bar.close()
         print(f"{folder}: {sum(written.values())} images of {SIZE[0]} x {SIZE[1]} in {args.out / 'imagenet' / folder}")
     return 0
 
