@@ -125,13 +125,17 @@ def test_curves_are_redrawn_at_most_once_a_minute_but_always_at_the_end(tmp_path
     calls = []
     monkeypatch.setattr(curves, "plot_training_curves", lambda *a, **k: calls.append(a))
     cfg = SimpleNamespace(method="nuat", dataset="mnist", model="small-cnn", eps=0.3)
-    run = SimpleNamespace(cfg=cfg, out=tmp_path, curves_drawn=None, log=print)
+    run = SimpleNamespace(cfg=cfg, out=tmp_path, curves_drawn=None, log=print, metrics_lines=1)
     loop._draw_curves(run)  # first epoch: drawn
+    run.metrics_lines = 2
     loop._draw_curves(run)  # right after: skipped
     assert len(calls) == 1
-    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 0.5)
+    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 0.5, 1)
     loop._draw_curves(run)  # a minute later: drawn
-    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 2.0)
+    run.metrics_lines = 3
+    run.curves_drawn = (time.perf_counter() - loop.CURVES_INTERVAL - 1, 2.0, 2)
     loop._draw_curves(run)  # but not before 50 x its drawing time
     loop._draw_curves(run, force=True)  # the end of the run: always
+    assert len(calls) == 3
+    loop._draw_curves(run, force=True)  # nothing new since: not drawn twice
     assert len(calls) == 3

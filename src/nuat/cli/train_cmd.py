@@ -72,32 +72,36 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def _floats(text: str, flag: str, expected: str) -> list[float]:
+    """``"0.71,0.86"`` -> [0.71, 0.86]; one UsageError line naming ``flag`` otherwise."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is invalid; {expected}") from None
+
+
 def parse_lam_boost(text: str | None, default: list[float] | None) -> list[float] | None:
     """``"0.86,4"`` -> [0.86, 4.0]; ``"off"`` -> None; None -> the method's default."""
     if text is None:
         return default
     if text.strip().lower() == "off":
         return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
+    expected = "give FRACTION,FACTOR (e.g. 0.86,4) or 'off'"
+    values = _floats(text, "--lam-boost", expected)
     if len(values) != 2:
-        raise UsageError(f"--lam-boost {text!r} is invalid; give FRACTION,FACTOR (e.g. 0.86,4) or 'off'")
+        raise UsageError(f"--lam-boost {text!r} is invalid; {expected}")
     return values
 
 
 def parse_lr_drops(text: str | None, default: list[float]) -> list[float]:
-    """``"0.71,0.86"`` -> [0.71, 0.86]; ``"none"`` -> []; None -> the method's default."""
+    """``"0.71,0.86"`` -> [0.71, 0.86]; ``"none"`` -> []; None -> the method's default (the range and
+    order are checked by ``TrainConfig.validate``)."""
     if text is None:
         return default
     if text.strip().lower() == "none":
         return []
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--lr-drops {text!r} is invalid; give increasing fractions of the run in (0, 1], "
-                         "e.g. 0.71,0.86, or 'none'") from None
+    return _floats(text, "--lr-drops",
+                   "give increasing fractions of the run in (0, 1], e.g. 0.71,0.86, or 'none'")
 
 
 def resolve_config(args: argparse.Namespace):

@@ -65,8 +65,8 @@ class Run:
     health: dict[str, Any] = field(default_factory=dict)
     #: what the method's passes run through: ``model`` or its ``torch.compile`` wrapper (``--compile``)
     step_model: nn.Module | None = None
-    #: (when curves.png was last drawn, how long drawing took), perf_counter seconds
-    curves_drawn: tuple[float, float] | None = None
+    #: (when curves.png was last drawn, how long drawing took, metric lines it showed), perf_counter s
+    curves_drawn: tuple[float, float, int] | None = None
 
     def __post_init__(self) -> None:
         if self.step_model is None:
@@ -268,14 +268,14 @@ CURVES_INTERVAL = 60.0
 
 
 def _draw_curves(run: Run, *, force: bool = False) -> None:
-    """Redraw ``curves.png`` from ``metrics.jsonl`` (throttled unless ``force``); a plotting failure
-    costs the plot, not the run."""
+    """Redraw ``curves.png`` from ``metrics.jsonl`` if it has new lines (throttled unless ``force``);
+    a plotting failure costs the plot, not the run."""
     from nuat.train.curves import plot_training_curves
 
     now = time.perf_counter()
-    if not force and run.curves_drawn is not None:
-        last, took = run.curves_drawn
-        if now - last < max(CURVES_INTERVAL, 50 * took):
+    if run.curves_drawn is not None:
+        last, took, lines = run.curves_drawn
+        if lines == run.metrics_lines or (not force and now - last < max(CURVES_INTERVAL, 50 * took)):
             return
     cfg = run.cfg
     try:
@@ -283,7 +283,7 @@ def _draw_curves(run: Run, *, force: bool = False) -> None:
                              title=f"{cfg.method} on {cfg.dataset}, {cfg.model}, eps {cfg.eps:.4g}")
     except Exception as exc:  # noqa: BLE001 (matplotlib's errors are many; training must go on)
         run.log(f"warning: curves.png not drawn ({type(exc).__name__}: {exc})")
-    run.curves_drawn = (now, time.perf_counter() - now)
+    run.curves_drawn = (now, time.perf_counter() - now, run.metrics_lines)
 
 
 def _truncate_metrics(run: Run) -> None:

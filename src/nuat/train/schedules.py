@@ -8,6 +8,12 @@ over 90% of the run, and does not break a 5-epoch run).
 from __future__ import annotations
 
 
+def reached(epoch: int, epochs: int, fraction: float) -> bool:
+    """Whether ``epoch`` (from 0) is at or past ``fraction`` of a run of ``epochs`` epochs (the
+    first epoch >= fraction * epochs; a float-rounding margin keeps 0.71 * 100 at epoch 71)."""
+    return epoch >= fraction * epochs - 1e-9
+
+
 def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float,
                 boost: tuple[float, float] | list[float] | None = None) -> float:
     """NuAT's lambda for a whole epoch (reference details: linear growth from 0).
@@ -27,7 +33,7 @@ def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float
         raise ValueError(f"epochs must be positive, got {epochs}")
     ramp_epochs = ramp_fraction * epochs
     lam = float(lam_max) if ramp_epochs <= 0 else float(lam_max) * min(epoch / ramp_epochs, 1.0)
-    if boost is not None and epoch >= boost[0] * epochs - 1e-9:
+    if boost is not None and reached(epoch, epochs, boost[0]):
         lam *= float(boost[1])
     return lam
 
@@ -79,5 +85,5 @@ def step_lr(epoch: int, epochs: int, *, lr_max: float, drops: tuple[float, ...] 
     """
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
-    passed = sum(1 for d in drops if epoch >= d * epochs - 1e-9)
+    passed = sum(1 for d in drops if reached(epoch, epochs, d))
     return float(lr_max) / float(factor) ** passed
