@@ -21,7 +21,8 @@
 # images: 1000), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
 # checkout); for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18),
 # BENCH_VARIANTS (fp32,fast), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g.
-# "--train-limit 2000"), ACC_VARIANTS ("fp32 fast").
+# "--train-limit 2000"), ACC_VARIANTS ("fp32 fast"), WA_FLAGS (wa stage's speed flags; default
+# --fast; "--amp bf16 --channels-last --nuclear-group-size 64" skips the ~65 s of compiling).
 # Results: $RESULTS/<stage>.json/.md (nuat bench), $RESULTS/accuracy.md, logs beside them.
 # Commit benchmarks/gpu/*.md and *.json afterwards and fill in the GPU section of docs/speed.md.
 set -euo pipefail
@@ -120,11 +121,12 @@ PY
     out=${RUNS:-runs/gpu-speed}/nuat-wa-fast
     # shellcheck disable=SC2086
     timeout --signal=TERM --kill-after=15 "${T_WA_TRAIN:-100000}" \
-      $NUAT train --dataset "$DATASET" --model "$MODEL" --method nuat-wa --fast --batch-size "$BATCH" --lr 0.2 \
+      $NUAT train --dataset "$DATASET" --model "$MODEL" --method nuat-wa ${WA_FLAGS:---fast} --batch-size "$BATCH" --lr 0.2 \
       --epochs "${WA_EPOCHS:-100}" --data-dir "$DATA" --device "$DEVICE" --out "$out" --overwrite --no-progress \
       --final-eval 0 $TRAIN_ARGS 2>&1 | tee "$RESULTS/wa-train.log" || true
     cp "$out/metrics.jsonl" "$RESULTS/wa-metrics.jsonl"
     cp "$out/config.json" "$RESULTS/wa-config.json"
+    cp "$out/curves.png" "$RESULTS/wa-curves.png" 2>/dev/null || true
     $NUAT eval "$out/best-ema.safetensors" --n "$N" --attacks "${WA_ATTACKS:-clean,pgd-100,aa}" --data-dir "$DATA" --device "$DEVICE" \
       --no-progress --out "$RESULTS/wa-eval" --overwrite 2>&1 | tee "$RESULTS/wa-eval.log"
     ;;
