@@ -20,9 +20,10 @@
 # benchmarks/gpu), BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval
 # images: 1000), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
 # checkout); for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18),
-# BENCH_VARIANTS (fp32,fast), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g.
-# "--train-limit 2000"), ACC_VARIANTS ("fp32 fast"), WA_FLAGS (wa stage's speed flags; default
-# --fast; "--amp bf16 --channels-last --nuclear-group-size 64" skips the ~65 s of compiling).
+# BENCH_VARIANTS (fp32,fast), PROFILE (bench stage: iterations per method under torch.profiler;
+# unset: none), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g. "--train-limit 2000"),
+# ACC_VARIANTS ("fp32 fast"), WA_FLAGS (wa stage's speed flags; default --fast; "--amp bf16
+# --channels-last --nuclear-group-size 64" skips the ~65 s of compiling).
 # Results: $RESULTS/<stage>.json/.md (nuat bench), $RESULTS/accuracy.md, logs beside them.
 # Commit benchmarks/gpu/*.md and *.json afterwards and fill in the GPU section of docs/speed.md.
 set -euo pipefail
@@ -64,6 +65,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
     ;;
   bench)
     $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --loader --check-syncs \
+      ${PROFILE:+--profile "$PROFILE"} \
       --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, ${BENCH_VARIANTS//,/ vs }" \
       --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
     ;;

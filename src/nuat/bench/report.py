@@ -102,6 +102,11 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     if any(not m["loss_finite"] for m in result["methods"]):
         lines += ["", "**Warning:** a non-finite training loss occurred in: " + ", ".join(
             f"{m['method']}/{m['variant']}" for m in result["methods"] if not m["loss_finite"])]
+    from nuat.bench import profile
+
+    profiled = profile.markdown_section(result["methods"])
+    if profiled:
+        lines += [""] + profiled
     if result.get("nuclear"):
         from nuat.bench.nuclear import markdown_section
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
+from nuat.bench.profile import profile_iterations
 from nuat.bench.timing import CLOCKS, PeakMemory, count_host_syncs, load_average, summarize, synchronize, time_block
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
@@ -69,6 +70,8 @@ class BenchConfig:
     seed: int = 0
     threads: int | None = None
     check_syncs: bool = False
+    #: untimed iterations per method under torch.profiler after the timing (0: none; --profile)
+    profile: int = 0
     #: the clock of the summaries: "wall" (default) or "cpu" (process CPU time; CPU devices only,
     #: for shared machines). Both are recorded.
     clock: str = "wall"
@@ -84,6 +87,8 @@ class BenchConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"--{key} {value!r} is invalid; it must be a positive integer")
+        if not isinstance(self.profile, int) or self.profile < 0:
+            raise UsageError(f"--profile {self.profile!r} is invalid; it must be an integer >= 0")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise UsageError(f"--warmup {self.warmup!r} is invalid; it must be an integer >= 0")
         if self.batch_size is not None and self.batch_size < 1:
@@ -114,6 +119,7 @@ class _Timed:
     clocks: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CLOCKS})
     peak: dict[str, int] | None = None
     host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
+    profile: dict[str, Any] | None = None  # --profile: nuat.bench.profile.profile_iterations
 
 
 def _full_batches(loader: BatchLoader) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -270,6 +276,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
             t.peak = memory.peak()
             if cfg.check_syncs:
                 t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
+            if cfg.profile:
+                t.profile = profile_iterations(lambda u=t: _iterate(u, cfg.profile), cfg.profile, device)
         synchronize(device)
     return _result(cfg, device, timed, probes, started, load_before, memory.kind)
 
@@ -336,6 +344,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             entry["speedup_over_fp32"] = summarize(_per_round(base.seconds, t.seconds, lambda a, b: a / b)).to_dict()
         if t.host_syncs is not None:
             entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
+        if t.profile is not None:
+            entry["profile"] = t.profile
         methods_out.append(entry)
     return {
         "schema": 1,
@@ -345,7 +355,7 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "methods": list(cfg.methods), "dataset": first.dataset, "model": first.model,
             "batch_size": first.batch_size, "eps": first.eps, "steps": cfg.steps, "trials": cfg.trials,
             "warmup": cfg.warmup, "variants": [v.name for v in cfg.variants], "seed": cfg.seed,
-            "clock": cfg.clock,
+            "clock": cfg.clock, "profile": cfg.profile,
         },
         "environment": {
             "machine": machine(), "device": str(device),

@@ -35,6 +35,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--decode-threads", metavar="N[,N...]",
                    help="with --loader on file data sets: decode-thread counts to time besides 1 and the default")
     p.add_argument("--check-syncs", action="store_true", help="CUDA: count host synchronisations per iteration")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more iterations of each method (torch.profiler): device busy "
+                        "time and kernels on CUDA, ATen calls, top operators (default 0: off)")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                       eps=args.eps, steps=args.steps, trials=args.trials, warmup=args.warmup,
                       variants=parse_variants(args.variants), data_dir=args.data_dir, device=args.device,
                       seed=args.seed, threads=args.threads, check_syncs=args.check_syncs,
-                      clock=args.clock)
+                      clock=args.clock, profile=args.profile)
     cfg.validate()
     decode_threads = parse_counts(args.decode_threads)
     if decode_threads and not args.loader:
