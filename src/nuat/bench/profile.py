@@ -11,6 +11,11 @@ Recorded per iteration:
   host's share of a small-batch or host-bound step;
 - the operators with the most self time: device time on CUDA, CPU time on the CPU.
 
+The pass probes are profiled the same way, so each method also gets the floor of those figures
+from its pass counts, as the timed floor is built (``runner._floor_rounds``). On CUDA, a method
+whose busy time is near its busy floor spends its extra measured time on the host; one whose busy
+time exceeds the busy floor has extra kernels, and its top operators name them.
+
 The profiler adds host overhead to the iterations it watches, so only device-side figures and
 counts are read from them; the measured ms come from the unprofiled trials.
 """
@@ -81,6 +86,23 @@ def profile_iterations(fn: Callable[[], object], iterations: int, device: torch.
     return out
 
 
+def _maybe(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def profile_floor(passes: list[float], pass_profiles: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """``floor_aten_ops`` and ``floor_device_busy_ms`` (``None`` off CUDA): the pass probes' figures
+    combined by a method's pass counts ``[F, B_in, B_full]`` per example, as its timed floor:
+    ``F f + B_in (fi - f) + B_full (ff - f) + optimiser step``."""
+    out: dict[str, float | None] = {}
+    for key in ("aten_ops", "device_busy_ms"):
+        f, fi, ff, opt = (pass_profiles[name][key] for name in
+                          ("forward", "forward_input_backward", "forward_full_backward", "optimizer_step"))
+        out[f"floor_{key}"] = None if f is None else (
+            passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + opt)
+    return out
+
+
 def markdown_section(methods: list[dict[str, Any]]) -> list[str]:
     """The report's profile section, for the methods that carry a ``profile`` entry."""
     rows = [m for m in methods if m.get("profile")]
@@ -92,17 +114,19 @@ def markdown_section(methods: list[dict[str, Any]]) -> list[str]:
     if on_cuda:
         lines += ["Device busy = union of the GPU kernels' intervals; the rest of the measured time the GPU "
                   "waited for the host.", "",
-                  "| method | variant | measured ms | device busy ms | busy / measured | kernels | ATen calls |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "| method | variant | measured ms | device busy ms | busy floor ms | busy / measured | kernels "
+                  "| ATen calls | ATen calls floor |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     else:
-        lines += ["| method | variant | measured ms | ATen calls |", "|---|---|---:|---:|"]
+        lines += ["| method | variant | measured ms | ATen calls | ATen calls floor |", "|---|---|---:|---:|---:|"]
     for m in rows:
         p, ms = m["profile"], 1e3 * m["seconds_per_iteration"]["median"]
+        calls = f"{p['aten_ops']:.0f} | {_maybe(p.get('floor_aten_ops'), '.0f')}"
         if on_cuda:
             lines.append(f"| {m['method']} | {m['variant']} | {ms:.2f} | {p['device_busy_ms']:.2f} | "
-                         f"{p['device_busy_ms'] / ms:.2f} | {p['kernels']:.0f} | {p['aten_ops']:.0f} |")
+                         f"{_maybe(p.get('floor_device_busy_ms'), '.2f')} | {p['device_busy_ms'] / ms:.2f} | "
+                         f"{p['kernels']:.0f} | {calls} |")
         else:
-            lines.append(f"| {m['method']} | {m['variant']} | {ms:.2f} | {p['aten_ops']:.0f} |")
+            lines.append(f"| {m['method']} | {m['variant']} | {ms:.2f} | {calls} |")
     clock = "device" if on_cuda else "CPU"
     lines += ["", f"Operators with the most self {clock} time, per iteration (calls, ms):", ""]
     for m in rows:

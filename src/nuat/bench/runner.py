@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
-from nuat.bench.profile import profile_iterations
+from nuat.bench.profile import profile_floor, profile_iterations
 from nuat.bench.timing import CLOCKS, PeakMemory, count_host_syncs, load_average, summarize, synchronize, time_block
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
@@ -212,16 +212,25 @@ class _PassProbe:
     def optimizer_step(self) -> None:
         self.optimizer.step()
 
-    def measure(self, steps: int, record: bool = True) -> None:
+    def _passes(self) -> Iterator[tuple[str, Callable[[], None]]]:
+        """Each pass with the model in its mode: attacks (the input backward) run in eval mode."""
         for name in PASS_NAMES:
-            fn: Callable[[], None] = getattr(self, name)
-            self.step_model.train(name != "forward_input_backward")  # attacks run in eval mode
+            self.step_model.train(name != "forward_input_backward")
+            yield name, getattr(self, name)
+        self.step_model.train()
+
+    def measure(self, steps: int, record: bool = True) -> None:
+        for name, fn in self._passes():
             pair = dict(zip(CLOCKS, time_block(fn, steps, self.device)))
             if record:
                 self.seconds[name].append(pair[self.clock])
                 for clock, value in pair.items():
                     self.clocks[clock][name].append(value)
-        self.step_model.train()
+
+    def profile(self, iterations: int) -> dict[str, dict[str, Any]]:
+        """``profile_iterations`` of each pass (``--profile``), by pass name."""
+        return {name: profile_iterations(lambda f=fn: [f() for _ in range(iterations)], iterations, self.device)
+                for name, fn in self._passes()}
 
 
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -278,8 +287,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
                 t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
             if cfg.profile:
                 t.profile = profile_iterations(lambda u=t: _iterate(u, cfg.profile), cfg.profile, device)
+        pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
         synchronize(device)
-    return _result(cfg, device, timed, probes, started, load_before, memory.kind)
+    return _result(cfg, device, timed, probes, started, load_before, memory.kind, pass_profiles)
 
 
 def _per_round(a: list[float], b: list[float], fn: Callable[[float, float], float]) -> list[float]:
@@ -297,7 +307,8 @@ def _floor_rounds(passes: list[float], probe: _PassProbe) -> list[float]:
 
 
 def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes: dict[str, _PassProbe],
-            started: _dt.datetime, load_before: list[float] | None, memory_kind: str) -> dict[str, Any]:
+            started: _dt.datetime, load_before: list[float] | None, memory_kind: str,
+            pass_profiles: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     first = timed[0].run.cfg
     passes_out: dict[str, Any] = {}
     for name, probe in probes.items():
@@ -312,6 +323,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "seconds": {k: list(v) for k, v in s.items()},
             **{f"seconds_{clock}": {k: list(v) for k, v in values.items()} for clock, values in probe.clocks.items()},
         }
+        if name in pass_profiles:
+            passes_out[name]["profile"] = pass_profiles[name]
     by_key = {(t.method, t.variant.name): t for t in timed}
     methods_out = []
     for t in timed:
@@ -345,7 +358,7 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
         if t.host_syncs is not None:
             entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
         if t.profile is not None:
-            entry["profile"] = t.profile
+            entry["profile"] = {**t.profile, **profile_floor(passes, pass_profiles[t.variant.name])}
         methods_out.append(entry)
     return {
         "schema": 1,
