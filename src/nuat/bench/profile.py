@@ -12,7 +12,7 @@ Recorded per iteration:
 - the operators with the most self time: device time on CUDA, CPU time on the CPU.
 
 The pass probes are profiled the same way, so each method also gets the floor of those figures
-from its pass counts, as the timed floor is built (``runner._floor_rounds``). On CUDA, a method
+from its pass counts, as the timed floor is built (``nuat.bench.timing.pass_floor``). On CUDA, a method
 whose busy time is near its busy floor spends its extra measured time on the host; one whose busy
 time exceeds the busy floor has extra kernels, and its top operators name them.
 
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from nuat.bench.timing import PASS_NAMES, pass_floor
 
 #: operators listed per method and variant
 TOP_OPS = 8
@@ -92,14 +94,12 @@ def _maybe(value: float | None, spec: str) -> str:
 
 def profile_floor(passes: list[float], pass_profiles: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """``floor_aten_ops`` and ``floor_device_busy_ms`` (``None`` off CUDA): the pass probes' figures
-    combined by a method's pass counts ``[F, B_in, B_full]`` per example, as its timed floor:
-    ``F f + B_in (fi - f) + B_full (ff - f) + optimiser step``."""
+    combined by a method's pass counts ``[F, B_in, B_full]`` per example, as its timed floor
+    (:func:`nuat.bench.timing.pass_floor`)."""
     out: dict[str, float | None] = {}
     for key in ("aten_ops", "device_busy_ms"):
-        f, fi, ff, opt = (pass_profiles[name][key] for name in
-                          ("forward", "forward_input_backward", "forward_full_backward", "optimizer_step"))
-        out[f"floor_{key}"] = None if f is None else (
-            passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + opt)
+        per_pass = {name: pass_profiles[name][key] for name in PASS_NAMES}
+        out[f"floor_{key}"] = None if None in per_pass.values() else pass_floor(passes, per_pass)
     return out
 
 

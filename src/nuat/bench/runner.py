@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
 from nuat.bench.profile import profile_floor, profile_iterations
-from nuat.bench.timing import CLOCKS, PeakMemory, count_host_syncs, load_average, summarize, synchronize, time_block
+from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, load_average, pass_floor, summarize,
+                               synchronize, time_block)
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
 from nuat.errors import UsageError
@@ -45,7 +46,6 @@ from nuat.train.meta import git_commit, machine
 from nuat.train.progress import EpochProgress
 from nuat.train.recipes import recipe_for
 
-PASS_NAMES = ("forward", "forward_input_backward", "forward_full_backward", "optimizer_step")
 #: untimed iterations per method under CUDA's sync debug mode (--check-syncs): an even and an odd
 #: batch index, since NuAT's attack alternates
 SYNC_CHECK_ITERATIONS = 2
@@ -297,13 +297,9 @@ def _per_round(a: list[float], b: list[float], fn: Callable[[float, float], floa
 
 
 def _floor_rounds(passes: list[float], probe: _PassProbe) -> list[float]:
-    """Per-round floor: F f + B_in (fi - f) + B_full (ff - f) + optimiser step."""
+    """Per-round floor (:func:`nuat.bench.timing.pass_floor` of each round's pass times)."""
     s = probe.seconds
-    out = []
-    for f, fi, ff, opt in zip(s["forward"], s["forward_input_backward"], s["forward_full_backward"],
-                              s["optimizer_step"]):
-        out.append(passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + opt)
-    return out
+    return [pass_floor(passes, dict(zip(PASS_NAMES, times))) for times in zip(*(s[name] for name in PASS_NAMES))]
 
 
 def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes: dict[str, _PassProbe],

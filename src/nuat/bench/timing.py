@@ -14,6 +14,17 @@ from pathlib import Path
 
 import torch
 
+#: the pass probes of ``nuat bench``, in the order of a method's pass counts (F, B_in, B_full) + step
+PASS_NAMES = ("forward", "forward_input_backward", "forward_full_backward", "optimizer_step")
+
+
+def pass_floor(passes: Sequence[float], per_pass: dict[str, float]) -> float:
+    """A method's floor from its pass counts ``[F, B_in, B_full]`` per example and one figure per
+    pass probe (seconds, busy ms, ATen calls, ...): ``F f + B_in (fi - f) + B_full (ff - f) + step``,
+    with ``f``, ``fi``, ``ff`` the forward, forward + input backward and forward + full backward."""
+    f, fi, ff, step = (per_pass[name] for name in PASS_NAMES)
+    return passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + step
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); nothing on the CPU."""

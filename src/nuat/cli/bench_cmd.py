@@ -60,13 +60,10 @@ def parse_counts(text: str | None) -> tuple[int, ...]:
     """``"2,4"`` -> (2, 4); None -> ()."""
     if text is None:
         return ()
-    try:
-        counts = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        counts = (0,)
-    if any(c < 1 for c in counts):
+    parts = [v.strip() for v in text.split(",")]
+    if not all(v.isdigit() and int(v) >= 1 for v in parts):
         raise UsageError(f"--decode-threads {text!r} is invalid; give positive integers, e.g. 2,4")
-    return counts
+    return tuple(int(v) for v in parts)
 
 
 def render(path: str, title: str | None, notes: list[str]) -> int:
