@@ -1,5 +1,6 @@
 """Loading checkpoints never unpickles untrusted data."""
 
+import json
 import pickle
 
 import pytest
@@ -69,3 +70,44 @@ def test_save_model_is_atomic_no_temp_left(tmp_path):
     model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
     save_model(tmp_path / "m.safetensors", model, epoch=1)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_malformed_nuat_metadata_is_one_checkpoint_error_line(tmp_path):
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    spec = '{"name": "small-cnn", "num_classes": 10, "in_channels": 1, "image_size": 28}'
+    cases = {
+        "nospec": ({"format": "nuat-model/1"}, "without a model_spec"),
+        "badjson": ({"format": "nuat-model/1", "model_spec": "{not json"}, "'model_spec' is not JSON"),
+        "badvalue": ({"format": "nuat-model/1", "model_spec": spec, "eps": "0.3 oops"}, "'eps' is not JSON"),
+        "specstr": ({"format": "nuat-model/1", "model_spec": '"small-cnn"'}, "malformed model_spec"),
+        "specbad": ({"format": "nuat-model/1", "model_spec": '{"name": "small-cnn"}'}, "cannot be built"),
+    }
+    for name, (metadata, expected) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(state, str(path), metadata=metadata)
+        with pytest.raises(CheckpointError) as err:
+            nuat.load_model(path)
+        msg = str(err.value)
+        assert expected in msg and str(path) in msg and "\n" not in msg, msg
+
+
+def test_weights_that_do_not_fit_the_spec_say_which(tmp_path):
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    other = build_model("small-cnn", num_classes=7, in_channels=1, image_size=28)  # a 7-class head
+    meta = {"format": "nuat-model/1", "model_spec": json.dumps(model.model_spec)}
+    path = tmp_path / "shape.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path), metadata=meta)
+    with pytest.raises(CheckpointError) as err:
+        nuat.load_model(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "2 shape mismatch(es), first" in msg and "(7, " in msg and "(10, " in msg, msg
+    keys = {k: v.contiguous() for k, v in model.state_dict().items()}
+    first = next(iter(keys))
+    keys["extra.weight"] = keys.pop(first)
+    path = tmp_path / "keys.safetensors"
+    save_file(keys, str(path), metadata=meta)
+    with pytest.raises(CheckpointError) as err:
+        nuat.load_model(path)
+    msg = str(err.value)
+    assert f"1 missing key(s), first '{first}'" in msg and "first 'extra.weight'" in msg and "\n" not in msg, msg

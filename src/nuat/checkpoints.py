@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from nuat.errors import CheckpointError
+from nuat.errors import CheckpointError, UsageError
 
 FORMAT = "nuat-model/1"
 
@@ -64,7 +64,46 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); "
                               "give --model to load a plain state dict")
-    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
+    meta: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "format":
+            meta[key] = value
+            continue
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"checkpoint {path} has malformed metadata: {key!r} is not JSON "
+                                  f"({exc.msg} at character {exc.pos})") from None
+    if "model_spec" not in meta:
+        raise CheckpointError(f"checkpoint {path} has nuat metadata without a model_spec, so its architecture is "
+                              "unknown; give --model to load it as a plain state dict")
+    if not isinstance(meta["model_spec"], dict):
+        raise CheckpointError(f"checkpoint {path} has a malformed model_spec: a JSON "
+                              f"{type(meta['model_spec']).__name__}, expected an object")
+    return meta
+
+
+def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor], error: Exception | None = None) -> str:
+    """One line saying why ``state`` does not load into ``model``: the first missing key, the first
+    unexpected key and the first shape mismatch (with counts); else the first detail of ``error``."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s), first {missing[0]!r}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatch(es), first {k!r}: {tuple(state[k].shape)} in the checkpoint, "
+                     f"{tuple(expected[k].shape)} in the model")
+    if parts:
+        return "; ".join(parts)
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "unknown reason")
+    return " ".join(detail.split())
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -100,12 +139,17 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Mo
     from nuat.models import build_from_spec
 
     meta = read_metadata(path)
-    model = build_from_spec(meta["model_spec"])
+    try:
+        model = build_from_spec(meta["model_spec"])
+    except UsageError as exc:
+        raise CheckpointError(f"checkpoint {path} has a model_spec that cannot be built: {exc}") from None
     state = load_state_dict_file(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its own model spec: {str(exc).splitlines()[0]}") from None
+        detail = describe_mismatch(model, state, exc)
+        raise CheckpointError(f"checkpoint {path} does not match its own model spec "
+                              f"({meta['model_spec'].get('name')!r}): {detail}") from None
     model.checkpoint_metadata = meta
     return model.to(device).eval()
 

@@ -162,12 +162,21 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
             (each row's contribution stays what it was in a 64-row minibatch). ``None`` (default,
             faithful) takes the whole batch as one matrix.
         backend: how the singular values are computed, one of ``NUCLEAR_BACKENDS`` (default: the
-            module default, ``auto``). All agree in value and gradient up to rounding (tests).
+            module default, ``auto``). All agree in value up to rounding. They agree in gradient,
+            ``U V^T / M``, up to rounding where the difference has full rank k = min(M, C),
+            repeated singular values included (``newton-schulz``: singular values above
+            ``NEWTON_SCHULZ_FLOOR`` times the Frobenius norm). On a rank-deficient difference the
+            norm is not differentiable and the backends return different subgradients: ``gram``
+            and ``newton-schulz`` the minimum-norm one, ``U_r V_r^T / M`` (r = rank; singular
+            values below the rank cutoff contribute 0); ``svd`` the ``U V^T / M`` of whichever k
+            singular vectors LAPACK/cuSOLVER returns, i.e. ``U_r V_r^T / M`` plus a term on the
+            null spaces of spectral norm up to 1/M (tests/bench/test_nuclear_backends.py).
 
     Returns:
         A float32 (float64 for float64 input) scalar: the sum of singular values divided by M,
-        differentiable; the gradient is ``U V^T / M`` and stays finite when singular values
-        coincide. Computed in at least float32 with autocast off (bf16 logits are upcast).
+        differentiable where the difference has full rank; the gradient (a subgradient on
+        rank-deficient input, see ``backend``) stays finite when singular values coincide or
+        vanish. Computed in at least float32 with autocast off (bf16 logits are upcast).
     """
     m = logits_a.shape[0]
     device = logits_a.device

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nuat.attacks import fgsm, ifgsm, nuclear, pgd, pgd_trace
+from nuat.attacks import fgsm, gama_pgd, ifgsm, nuclear, pgd, pgd_trace, targeted_pgd
 from nuat.projections import check_linf
 from nuat_testing import Linear, edge_batch as batch, tiny_cnn
 
@@ -68,13 +68,46 @@ def test_nuclear_attack_restores_mode_and_runs_in_eval():
 
 
 def test_nuclear_attack_is_one_eps_step_from_bernoulli_start():
+    # Sec. 5.1: start x + alpha * sign(U - 0.5) (alpha = eps/2 = 0.1), one signed step of eps = 0.2
+    # on CE (lam = 0) taken AT THE START, projection to [-0.2, 0.2]. Per pixel, with s the start's
+    # sign and g the step's: d = 0.2 g where they agree (0.3 clipped), d = 0.1 g where they differ.
+    import torch.nn.functional as F
+
+    from nuat.projections import bernoulli_start
     model = tiny_cnn()
     x = torch.full((8, 1, 8, 8), 0.5)
     y = torch.zeros(8, dtype=torch.long)
     x_adv = nuclear(model, x, y, eps=0.2, lam=0.0, generator=torch.Generator().manual_seed(0))
-    # start at +-0.1, one step of 0.2 and projection to [-0.2, 0.2]: every pixel ends at +-0.1 or +-0.2
-    d = (x_adv - x).abs()
-    assert set(torch.round(d.flatten() * 1000).unique().tolist()) <= {100.0, 200.0}
+    d = x_adv - x
+    start = bernoulli_start(x, 0.1, torch.Generator().manual_seed(0))  # the attack's first draw
+    s = torch.sign(start - x)
+    z = start.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(z), y), z)
+    g = torch.sign(grad)
+    assert (s != 0).all() and (g != 0).all()
+    agree, differ = s == g, s == -g
+    assert agree.sum() > 50 and differ.sum() > 50  # both cases occur (512 pixels)
+    torch.testing.assert_close(d[agree], 0.2 * g[agree], rtol=0, atol=1e-6)
+    torch.testing.assert_close(d[differ], 0.1 * g[differ], rtol=0, atol=1e-6)
+    magnitudes = set(torch.round(d.abs().flatten() * 1000).unique().tolist())
+    assert magnitudes == {100.0, 200.0}
+
+
+@pytest.mark.parametrize("attack", [
+    lambda m, x, y: ifgsm(m, x, y, eps=0.1, steps=0),
+    lambda m, x, y: pgd(m, x, y, eps=0.1, steps=0),
+    lambda m, x, y: pgd_trace(m, x, y, eps=0.1, steps=-1, step_size=0.01),
+    lambda m, x, y: pgd_trace(m, x, y, eps=0.1, steps=0, step_size=0.01),
+    lambda m, x, y: targeted_pgd(m, x, y, eps=0.1, steps=0),
+    lambda m, x, y: gama_pgd(m, x, y, eps=0.1, steps=0),
+    lambda m, x, y: nuclear(m, x, y, eps=0.1, steps=0),
+], ids=["ifgsm", "pgd", "pgd_trace-neg", "pgd_trace-0", "targeted_pgd", "gama_pgd", "nuclear"])
+def test_attacks_refuse_fewer_than_one_step(attack):
+    # 0 steps divided by zero (default step eps / steps) or silently returned the random start
+    model = tiny_cnn()
+    x, y = batch(n=4)
+    with pytest.raises(ValueError, match="steps must be >= 1, got -?[0-9]+"):
+        attack(model, x, y)
 
 
 def test_input_gradient_freezes_parameters_and_restores_them():

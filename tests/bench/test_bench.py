@@ -279,3 +279,59 @@ def test_loader_bench_rows_for_memory_and_files(real_data_dir, tmp_path, monkeyp
     assert lines[4].endswith("| 1.00 |") and len(lines) == 4 + 4
     with pytest.raises(UsageError, match="2 full batches"):
         bench_loader("imagenet", batch_size=16, device=torch.device("cpu"), data_dir=str(tmp_path), log=quiet)
+
+
+def _tiny_mnist(folder, per_class: int) -> None:
+    """The four MNIST IDX files (gzipped) with ``per_class`` images of each digit, train and test."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    n = 10 * per_class
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            raw = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(raw + array.tobytes()))
+
+
+def test_batch_larger_than_the_training_set_is_a_usage_error(tmp_path):
+    """No full batch would ever come (the timed loop skips incomplete ones): refused, not an endless loop."""
+    _tiny_mnist(tmp_path / "mnist", per_class=102)  # 1020 images: 20 left after the 100-per-class validation split
+    cfg = BenchConfig(methods=["erm"], data_dir=str(tmp_path), batch_size=21, steps=1, trials=1, warmup=0,
+                      device="cpu").validate()
+    with pytest.raises(UsageError, match=r"--batch-size 21 is larger than the mnist training set \(20 images"):
+        _build(cfg, "erm", parse_variant("fp32"), str(tmp_path / "out"))
+    cfg.batch_size = 20
+    timed = _build(cfg, "erm", parse_variant("fp32"), str(tmp_path / "out"))
+    _iterate(timed, 2)  # one full batch per epoch is enough
+
+
+def test_out_keeps_dots_that_are_not_a_report_suffix(tmp_path, monkeypatch):
+    import nuat.bench.report as report
+
+    written = []
+
+    def write_report(result, json_path, **kwargs):  # the Markdown and figure are not the point here
+        written.append(json_path)
+        return json_path.with_suffix(".md"), ""
+
+    monkeypatch.setattr(report, "write_report", write_report)
+    for given, stem in (("mnist-lr0.05", "mnist-lr0.05"), ("mnist-lr0.05.json", "mnist-lr0.05"),
+                        ("v1.2.md", "v1.2"), ("b.png", "b"), ("plain", "plain")):
+        json_path, md_path = report.write({"config": {}}, tmp_path / given)
+        assert json_path == tmp_path / f"{stem}.json" and json_path.is_file(), (given, json_path)
+        assert md_path == tmp_path / f"{stem}.md" and written[-1] == json_path
+    assert not (tmp_path / "mnist-lr0.json").exists()
+
+
+def test_bench_config_checks_the_device_first():
+    """An unknown or absent --device fails in validate, before any model is built or timed."""
+    with pytest.raises(UsageError, match="--device 'bogus'"):
+        BenchConfig(methods=["erm"], device="bogus").validate()
+    missing = "cuda:99" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(UsageError, match=f"--device '{missing}'"):
+        BenchConfig(methods=["erm"], device=missing).validate()

@@ -1,5 +1,6 @@
-"""The nuclear-norm backends agree with the SVD reference in value and gradient, including
-repeated singular values; rank-deficient and zero inputs give finite (minimum-norm) gradients."""
+"""The nuclear-norm backends agree with the SVD reference in value, and in gradient on full-rank
+inputs, including repeated singular values; on rank-deficient and zero inputs ``gram`` and
+``newton-schulz`` give finite minimum-norm gradients (``svd`` some other valid subgradient)."""
 
 from __future__ import annotations
 

@@ -243,3 +243,50 @@ def test_training_view_is_crop_resize_flip_with_per_image_draws(tmp_path):
         if float(torch.rand((), generator=g)) < 0.5:
             ref = ref.transpose(Image.FLIP_LEFT_RIGHT)
         assert torch.equal(got[k], torch.from_numpy(np.array(ref)).permute(2, 0, 1))
+
+
+def test_a_folder_with_only_the_test_split_serves_the_test_split(tmp_path, fakes):
+    """Presence is per split: evaluating needs only the test files on disk (ImageNet val/, CIFAR test.bin)."""
+    from nuat.data import find_root
+
+    fakes.write_image_folder(tmp_path / "imagenet" / "val", ["n01", "n02"], 1, size=(40, 40), fmt="JPEG")
+    assert len(load_dataset("imagenet", "test", tmp_path, image_size=16)) == 2
+    with pytest.raises(DataError, match="not found"):
+        load_dataset("imagenet", "train", tmp_path)
+    fakes.write_image_folder(tmp_path / "imagenet-100" / "val", ["n01"], 2, size=(40, 40), fmt="JPEG")
+    assert len(load_dataset("imagenet-100", "test", tmp_path, image_size=16)) == 2  # a pre-cut copy, val/ only
+    fakes.write_image_folder(tmp_path / "imagefolder" / "test", CLASSES, 1)
+    assert len(load_dataset("imagefolder", "test", tmp_path)) == 3
+    fakes.write_cifar10(tmp_path / "cifar10" / "cifar-10-batches-bin")
+    for i in range(1, 6):
+        (tmp_path / "cifar10" / "cifar-10-batches-bin" / f"data_batch_{i}.bin").unlink()
+    assert len(load_dataset("cifar10", "test", tmp_path)) == 4
+    with pytest.raises(DataError, match="data_batch_1"):
+        load_dataset("cifar10", "train", tmp_path)
+    fakes.write_cifar100(tmp_path / "cifar100")
+    (tmp_path / "cifar100" / "train.bin").unlink()
+    assert len(load_dataset("cifar100", "test", tmp_path)) == 6
+    fakes.write_mnist(tmp_path / "mnist")
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (tmp_path / "mnist" / name).unlink()
+    assert len(load_dataset("mnist", "test", tmp_path)) == 20
+    with pytest.raises(DataError):  # without a split, a root must hold every split
+        find_root("mnist", tmp_path)
+    assert find_root("mnist", tmp_path, split="test") == tmp_path
+
+
+def test_decode_bar_follows_the_progress_setting(tmp_path, fakes, monkeypatch):
+    import tqdm
+
+    seen = []
+    real = tqdm.tqdm
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("disable"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", recording)
+    fakes.write_jpeg_tar(tmp_path / "cifar10-jpeg" / "cifar10-jpeg.tar.gz", CLASSES, {"train": 1, "test": 1})
+    load_dataset("cifar10-jpeg", "train", tmp_path, progress=False)
+    load_dataset("cifar10-jpeg", "test", tmp_path)
+    assert seen == [True, None]  # off; else tqdm's own rule (a bar on a terminal only)

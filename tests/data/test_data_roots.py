@@ -165,3 +165,78 @@ def test_download_archive_extracts_only_listed_files(tmp_path, monkeypatch, http
     dl.download_archive(dest, (url + "cifar-10-binary.tar.gz", md5, *dl.CIFAR10[2:]))
     assert not (tmp_path / "dl" / "evil.txt").exists() and not (dest / "cifar-10-binary.tar.gz").exists()
     assert len(load_dataset("cifar10", "train", tmp_path / "dl")) == 20
+
+
+@pytest.fixture
+def hanging_mirror():
+    """A base URL whose server accepts the connection (the kernel's backlog) but never answers."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    sock.close()
+
+
+def test_each_mirror_gets_its_own_connect_timeout(monkeypatch, tmp_path, http_folder, hanging_mirror, fakes):
+    www, url = http_folder
+    fakes.write_mnist(www)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in www.iterdir()}
+    monkeypatch.delenv("NUAT_OFFLINE")
+    monkeypatch.setattr(dl, "CONNECT_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    dl.download_files(tmp_path / "got", ((hanging_mirror, url), md5))  # the first mirror hangs: the second serves
+    elapsed = time.monotonic() - start
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == sorted(md5)
+    # the hanging mirror cost its timeout once: the mirror that answered is asked first for the other files
+    assert 0.5 <= elapsed < 1.5, elapsed
+
+
+def test_download_shows_a_byte_progress_bar_unless_turned_off(monkeypatch, tmp_path, http_folder):
+    from nuat.data.progress import progress_bars
+
+    www, url = http_folder
+    payload = bytes(range(256)) * 9000  # 2.3 MB: three reads of 1 MiB
+    (www / "big.bin").write_bytes(payload)
+    md5 = {"big.bin": hashlib.md5(payload).hexdigest()}
+    bars = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.kwargs, self.done = kwargs, 0
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(dl, "tqdm", Bar)
+    monkeypatch.delenv("NUAT_OFFLINE")
+    dl.download_files(tmp_path / "a", ((url,), md5))
+    assert bars[0].kwargs["total"] == len(payload) and bars[0].done == len(payload)
+    assert bars[0].kwargs["unit"] == "B" and bars[0].kwargs["disable"] is None  # None: shown on a terminal only
+    with progress_bars(False):
+        dl.download_files(tmp_path / "b", ((url,), md5))
+    assert bars[1].kwargs["disable"] is True and (tmp_path / "b" / "big.bin").read_bytes() == payload
+
+
+def test_one_argument_present_still_works(monkeypatch, tmp_path, fakes):
+    """A data set registered with ``present(folder)`` (no split) is asked for every split."""
+    calls = []
+
+    def present(folder):
+        calls.append(folder)
+        return (folder / "ok").is_file()
+
+    spec = dataclasses.replace(get_dataset_spec("mnist"), present=present)
+    monkeypatch.setitem(DATASETS, "mnist", spec)
+    fakes.write_mnist(tmp_path / "mnist")
+    (tmp_path / "mnist" / "ok").write_text("")
+    assert spec.holds(tmp_path / "mnist", "test") and find_root("mnist", tmp_path, split="train") == tmp_path
+    assert len(load_dataset("mnist", "test", tmp_path)) == 20 and calls

@@ -20,5 +20,10 @@ def test_first_of_each_class_in_data_order():
 
 
 def test_too_small_class_is_an_error():
-    with pytest.raises(UsageError, match="class 2 has only 3 samples"):
+    with pytest.raises(UsageError, match="class 2 has only 3 samples") as info:
         validation_split(torch.tensor([0, 1, 2, 2, 2, 0, 1, 0, 1, 1, 0]), per_class=3)
+    # the message names the flag, the value and the largest value allowed (the smallest class less one)
+    assert str(info.value).startswith("--val-per-class 3 is too large") and str(info.value).endswith("0 to 2")
+    assert "\n" not in str(info.value)
+    with pytest.raises(UsageError, match=r"class 0 has only 2 samples.*allowed: 0 to 1$"):
+        validation_split(torch.tensor([0, 0, 1, 1, 1, 1]), per_class=2)

@@ -53,6 +53,31 @@ def test_parse_attacks_groups_pgd_readouts_and_image_counts():
     assert jobs[3].outputs == ["aa", "aa/apgd-ce", "aa/apgd-t", "aa/fab-t", "aa/square"]
     assert registry.parse_step("eps/4", 0.1) == pytest.approx(0.025)
     assert registry.parse_step("2/255", 0.1) == pytest.approx(2 / 255)
+    assert registry.parse_step(" EPS * 0.5 ", 0.1) == pytest.approx(0.05)
+    assert registry.parse_step("eps", 0.1) == pytest.approx(0.1) and registry.parse_step("1", 0.1) == 1.0
+
+
+@pytest.mark.parametrize("text", ["eps*-0.1", "eps/-4", "eps*0", "0", "-0.01", "eps*20", "2"])
+def test_pgd_step_must_be_positive_and_at_most_one(text):
+    # a negative step walks down the loss and a zero one never moves: both inflate robust accuracy
+    with pytest.raises(UsageError, match=r"^--pgd-step .* must lie in \(0, 1\]") as info:
+        registry.parse_step(text, 0.1)
+    assert repr(text) in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["foo", "eps/0", "eps/", "eps+1", "nan"])
+def test_pgd_step_that_is_not_a_step_names_the_flag(text):
+    with pytest.raises(UsageError, match=r"^--pgd-step .* is not understood; use e\.g\. eps/4") as info:
+        registry.parse_step(text, 0.1)
+    assert repr(text) in str(info.value) and "eps " + repr(text) not in str(info.value)
+
+
+def test_bad_pgd_step_on_the_command_line_exits_2_and_writes_nothing(undefended_checkpoint, tmp_path,
+                                                                      real_data_dir, capsys):
+    out = tmp_path / "o"
+    code, _, err = run_cli(eval_args(undefended_checkpoint, out, real_data_dir, "--pgd-step", "eps*-0.1"), capsys)
+    assert code == 2 and "--pgd-step 'eps*-0.1'" in err and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_eval_writes_table_with_worst_case_and_provenance(undefended_checkpoint, tmp_path, real_data_dir, capsys):

@@ -40,3 +40,43 @@ def test_state_of_another_evaluation_is_refused(tmp_path):
     with pytest.raises(UsageError, match="other parameters"):
         EvalState.open(path, HEADER).job("fgsm@8", {"eps": 0.2}, ["fgsm"])
     assert EvalState.open(path, {**HEADER, "seed": 1}, fresh=True).jobs == {}
+
+
+def test_state_from_another_device_type_is_refused_naming_both(tmp_path):
+    path = tmp_path / "state.json"
+    EvalState.open(path, {**HEADER, "device": "cpu"}).save()
+    with pytest.raises(UsageError, match=r"started on device type 'cpu', this run uses 'cuda'") as info:
+        EvalState.open(path, {**HEADER, "device": "cuda"})
+    assert len(str(info.value).splitlines()) == 1 and "--device cpu" in str(info.value)
+    assert EvalState.open(path, {**HEADER, "device": "cpu"}).header["device"] == "cpu"
+
+
+def test_evaluation_records_its_device_type_and_resumes_only_there(tmp_path):
+    # CPU and CUDA generators seeded alike draw different numbers: a resume on the other device type
+    # would mix two random streams in one set of per-example results
+    from torch import nn
+
+    from nuat.data import ArrayImageData
+    from nuat.eval.evaluate import EvalOptions, evaluate
+    from nuat.eval.registry import Settings
+    from nuat.eval.targets import EvalTarget, prepare
+
+    torch.manual_seed(0)
+    model = prepare(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), torch.device("cpu"))
+    images = torch.randint(0, 256, (8, 1, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    data = ArrayImageData(images, torch.arange(8) % 3, ["a", "b", "c"])
+    target = EvalTarget("tiny", tmp_path / "tiny.safetensors", "0" * 64, model)
+
+    def options(device):
+        return EvalOptions(attacks="clean,pgd-2", dataset="synthetic", settings=Settings(eps=0.1, pgd_step=0.01),
+                           eps_text="0.1", batch_size=4, device=device, progress=False)
+
+    evaluate(target, options("cpu"), tmp_path / "out", data=data)
+    state = json.loads((tmp_path / "out" / "state.json").read_text())
+    assert state["header"]["device"] == "cpu"
+    before = (tmp_path / "out" / "state.json").read_text()
+    # refused before anything runs on (or is written for) the other device
+    with pytest.raises(UsageError, match="'cpu'.*'cuda'"):
+        evaluate(target, options("cuda"), tmp_path / "out", data=data)
+    assert (tmp_path / "out" / "state.json").read_text() == before
+    evaluate(target, options("cpu"), tmp_path / "out", data=data)  # the same device type resumes

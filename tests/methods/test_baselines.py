@@ -232,6 +232,24 @@ def test_awp_warmup_and_trades_base():
     assert all(torch.allclose(p, before[k], atol=1e-7) for k, p in model.named_parameters())
 
 
+def test_trades_awp_first_perturbs_in_epoch_10_of_200_like_the_authors():
+    # csdongxian/AWP trades_AWP/train_trades_cifar.py: epochs 1..200, AWP when epoch >= awp_warmup = 10,
+    # i.e. 9 warm-up epochs; ctx.epoch counts from 0, so AWP starts at ctx.epoch 9
+    from nuat.methods.awp import first_awp_epoch
+    assert first_awp_epoch(0.05, 200) == 10 and first_awp_epoch(0.05, 60) == 3 and first_awp_epoch(0.0, 7) == 1
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=8)
+    method = build_method("trades-awp")
+    active = []
+    for epoch in (0, 8, 9, 10, 199):
+        before = {k: v.clone() for k, v in model.named_parameters()}
+        out = method.loss(model, x, y, context(0.1, epoch=epoch, epochs=200))
+        active.append(out.passes == (15, 10, 4))
+        assert active[-1] != all(torch.equal(p, before[k]) for k, p in model.named_parameters())
+        method.after_step(model)
+    assert active == [False, False, True, True, True]
+    assert build_method("awp").loss(model, x, y, context(0.1, epoch=0, epochs=200)).passes == (12, 10, 2)
+
+
 # --- weight averaging as a switch, CLI flags -------------------------------------------------------
 
 def test_wa_suffix_adds_an_average_to_any_method():

@@ -198,6 +198,42 @@ def test_resnet_parameter_counts() -> None:
     assert isinstance(r18.maxpool, nn.Identity)
 
 
+#: sha256 of "key:shape;..." over the state dict of resnet18 (10 classes, 3 channels, 32 px) as it
+#: was before the stem rule: 32-px models (CIFAR checkpoints) must keep exactly these tensors
+R18_32PX_STATE = (122, "55eb8b276062d7e16e235b6c2f3da9dfcbd3229af53b206f2b88d124813d9505", 11_183_582)
+
+
+def test_resnet18_stem_follows_image_size() -> None:
+    import hashlib
+
+    r32 = build_model("resnet18", num_classes=10, in_channels=3, image_size=32)
+    state = r32.state_dict()
+    text = ";".join(f"{k}:{tuple(v.shape)}" for k, v in state.items())
+    assert (len(state), hashlib.sha256(text.encode()).hexdigest(), sum(v.numel() for v in state.values())) == \
+        R18_32PX_STATE
+    assert r32.conv1.kernel_size == (3, 3) and isinstance(r32.maxpool, nn.Identity)
+    assert not build_model("resnet18", num_classes=10, in_channels=3, image_size=63).conv1.kernel_size == (7, 7)
+    r224 = build_model("resnet18", num_classes=100, in_channels=3, image_size=224).eval()
+    assert r224.conv1.kernel_size == (7, 7) and r224.conv1.stride == (2, 2) and r224.conv1.padding == (3, 3)
+    assert isinstance(r224.maxpool, nn.MaxPool2d) and r224.maxpool.kernel_size == 3 and r224.maxpool.stride == 2
+    assert _count(r224) == 11_227_812  # torchvision's resnet18 with a 100-class head
+    assert _count(build_model("resnet18", num_classes=1000, in_channels=3, image_size=224)) == 11_689_512
+    assert build_model("resnet18", num_classes=10, in_channels=3, image_size=64).conv1.kernel_size == (7, 7)
+    # the stages run at 1/4 of the input: 56x56 at 224 px, 7x7 in the last stage
+    sizes = {}
+    hooks = [getattr(r224, n).register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[1:])))
+             for n in ("layer1", "layer4")]
+    with torch.no_grad():
+        assert r224(torch.rand(1, 3, 224, 224)).shape == (1, 100)
+    for h in hooks:
+        h.remove()
+    assert sizes == {"layer1": (64, 56, 56), "layer4": (512, 7, 7)}
+    # the spec records image_size, so a rebuilt model has the same stem and loads the weights
+    rebuilt = build_from_spec(json.loads(json.dumps(r224.model_spec)))
+    assert rebuilt.conv1.kernel_size == (7, 7)
+    rebuilt.load_state_dict(r224.state_dict())
+
+
 def test_resnet50_small_images() -> None:
     model = build_model("resnet50", num_classes=10, in_channels=3, image_size=32).eval()
     with torch.no_grad():

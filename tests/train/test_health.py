@@ -5,12 +5,16 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from nuat.cli import main
 from nuat.methods import METHODS, register_method
 from nuat.methods.base import Method, MethodDefaults, StepOutput, accuracy_sums
 from nuat.train import loop
+from nuat.train.config import TrainConfig
 from nuat.train.health import is_collapse
+from nuat.train.schedules import lambda_ramp
+from nuat.train.state import load_latest_state, read_state, save_state
 
 
 class NaNAt(Method):
@@ -92,3 +96,85 @@ def test_rollback_redoes_the_epoch_with_the_remedy(real_data_dir, tmp_path, monk
     # the remedy is NuAT2's attack: two attack steps per example in the redone epoch
     assert records[2]["input_backward_per_example"] == pytest.approx(2.0)
     assert records[1]["input_backward_per_example"] == pytest.approx(1.0)
+
+
+def _tiny_config(data_dir, out, **overrides):
+    """6 iterations per epoch on 300 MNIST images: a rollback test in about a second per run."""
+    fields = dict(dataset="mnist", model="small-cnn", method="nuat", eps=0.3, epochs=3, batch_size=50, lr=0.05,
+                  data_dir=str(data_dir), out=str(out), lam_max=4.5, ramp_fraction=0.9, train_limit=300,
+                  val_per_class=3, final_eval=0, progress=False, on_collapse="rollback")
+    return TrainConfig(**{**fields, **overrides})
+
+
+def _collapse_at(monkeypatch, *calls):
+    """Validation reports a collapse at the given validation calls (1-based) and robust >= 0.5 otherwise."""
+    real_validate = loop.validate
+    count = {"n": 0}
+
+    def fake_validate(model, data, **kw):
+        clean, robust = real_validate(model, data, **kw)
+        count["n"] += 1
+        return (0.9, 0.01) if count["n"] in calls else (clean, max(robust, 0.5))
+
+    monkeypatch.setattr(loop, "validate", fake_validate)
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)  # 0.6 s a drawing, not tested here
+
+
+class Killed(Exception):
+    """A hard kill: nothing is saved."""
+
+
+def test_kill_during_redone_epoch_resumes_it_with_the_remedy(real_data_dir, tmp_path, monkeypatch):
+    _collapse_at(monkeypatch, 3)
+    loop.train(_tiny_config(real_data_dir, tmp_path / "ref", save_every=2))
+
+    # the same run killed in the redone epoch 3 (iterations 12-17) after its state at iteration 14
+    _collapse_at(monkeypatch, 3)
+    real_step = loop._step
+
+    def step(run, *args):
+        real_step(run, *args)
+        if run.remedy_active and run.iteration == 15:
+            raise Killed
+
+    monkeypatch.setattr(loop, "_step", step)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        loop.train(_tiny_config(real_data_dir, out, save_every=2))
+    # the first attempt's states (iterations 16, 18) are gone; the newest is the redone epoch's
+    assert [p.name for p in sorted((out / "state").glob("state-*"))][-1] == "state-0000000014.safetensors"
+
+    monkeypatch.setattr(loop, "_step", real_step)
+    _collapse_at(monkeypatch)  # the redone epoch does not collapse, as in the reference
+    loop.train(_tiny_config(real_data_dir, out, save_every=2), resume_run=True)
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("remedy")) for r in records] == [(1, None), (2, None), (3, True)]
+    assert records[2]["input_backward_per_example"] == pytest.approx(2.0)  # the whole epoch two-step
+    ref, got = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(out / "last.safetensors"))
+    assert all(ref[k].equal(got[k]) for k in ref)
+
+
+def test_saving_a_state_discards_later_states_of_an_abandoned_attempt(tmp_path):
+    tensors = {"w": torch.zeros(2)}
+    for iteration in (12, 14, 16):
+        save_state(tmp_path, iteration, tensors, {})
+    save_state(tmp_path, 12, tensors, {"after": "rollback"})  # a rollback to iteration 12
+    save_state(tmp_path, 14, tensors, {})
+    assert sorted(p.name for p in tmp_path.glob("state-*")) == ["state-0000000012.safetensors",
+                                                               "state-0000000014.safetensors"]
+    assert load_latest_state(tmp_path)[0].name == "state-0000000014.safetensors"
+
+
+def test_no_rollback_to_a_state_older_than_the_previous_epoch(real_data_dir, tmp_path, monkeypatch, capsys):
+    # epoch 3 collapses, so does its redo (kept, with a warning), then epoch 4: the healthy state is
+    # from the end of epoch 2, and restoring it would discard the logged epoch 3
+    _collapse_at(monkeypatch, 3, 4, 5)
+    out = tmp_path / "run"
+    summary = loop.train(_tiny_config(real_data_dir, out, epochs=4))
+    assert "the last healthy state is from the end of epoch 2, not 3: continuing" in capsys.readouterr().out
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["collapse"]) for r in records] == [(1, False), (2, False), (3, True), (4, True)]
+    assert [r["lambda"] for r in records] == pytest.approx([lambda_ramp(e, 4, lam_max=4.5, ramp_fraction=0.9)
+                                                            for e in range(4)])
+    _, info = read_state(sorted((out / "state").glob("state-*"))[-1])
+    assert info["iteration"] == summary["iterations"] == 24 and info["metrics_lines"] == 4

@@ -11,6 +11,13 @@ from torch import nn
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def check_steps(steps: int) -> None:
+    """Raise ``ValueError`` unless ``steps >= 1``: zero steps would divide by zero in the default
+    step sizes (eps / steps) or silently return the (random) start as an "attack"."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+
+
 @contextlib.contextmanager
 def frozen_parameters(model: nn.Module) -> Iterator[None]:
     """Parameters of ``model`` that require gradients stop requiring them inside the block.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nuat.attacks.common import sign_step
+from nuat.attacks.common import check_steps, sign_step
 from nuat.projections import bernoulli_start, project_linf
 
 REFERENCES = ("clean", "start")
@@ -66,8 +66,7 @@ def gama_pgd(
     """
     if reference not in REFERENCES:
         raise ValueError(f"unknown GAMA reference {reference!r}; choose one of: {', '.join(REFERENCES)}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_steps(steps)
     initial = 2.0 * eps if step_size is None else step_size
     x_adv = bernoulli_start(inputs, eps, generator)  # +-eps per pixel, clamped to the box
     with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import input_gradient, sign_step
+from nuat.attacks.common import check_steps, input_gradient, sign_step
 from nuat.projections import project_linf
 
 
@@ -31,6 +31,7 @@ def ifgsm(
     Returns:
         The last iterate, (B, C, H, W), inside the eps-ball and [0, 1].
     """
+    check_steps(steps)
     step = eps / steps if step_size is None else step_size
     x_adv = inputs.detach()
     for _ in range(steps):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nuat.attacks.common import eval_mode, input_gradient, sign_step
+from nuat.attacks.common import check_steps, eval_mode, input_gradient, sign_step
 from nuat.losses import nuat_objective
 from nuat.projections import bernoulli_start, project_linf
 
@@ -71,8 +71,7 @@ def nuclear(
     Returns:
         (M, C, H, W) adversarial images in the eps-ball and [0, 1].
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_steps(steps)
     alpha = eps / 2 if alpha is None else alpha
     step_size = eps if step_size is None else step_size
     first = model if first_step_model is None else first_step_model

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import sign_step
+from nuat.attacks.common import check_steps, sign_step
 from nuat.losses import margin_loss
 from nuat.projections import project_linf, random_uniform_start
 
@@ -58,6 +58,7 @@ def pgd_trace(
         last iterate; robust maps each readout step n to a (B,) bool tensor, True where the
         model was still correct at every iterate 0..n.
     """
+    check_steps(steps)
     start = time.perf_counter()
     objective = _objective(loss, labels)
     x_adv = random_uniform_start(inputs, eps, generator) if random_start else inputs.detach().clone()
@@ -110,6 +111,7 @@ def pgd(
     Returns:
         (B, C, H, W) adversarial images in the eps-ball and [0, 1].
     """
+    check_steps(steps)
     size = 2.5 * eps / steps if step_size is None else step_size
     result = inputs.detach().clone()
     remaining = torch.ones(labels.shape[0], dtype=torch.bool, device=inputs.device)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import sign_step
+from nuat.attacks.common import check_steps, sign_step
 from nuat.projections import project_linf, random_uniform_start
 
 LOSSES = ("margin", "ce")
@@ -58,6 +58,7 @@ def targeted_pgd(
         (B, C, H, W) adversarial images in the eps-ball and [0, 1]: the first iterate that fooled
         the model where one was found, otherwise the last iterate of the last target's run.
     """
+    check_steps(steps)
     size = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
         ranked = target_classes(model(inputs), labels, targets)

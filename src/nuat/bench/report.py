@@ -8,6 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+#: the files ``write`` makes beside each other; ``--out`` may name one of them
+REPORT_SUFFIXES = (".json", ".md", ".png")
+
 PASS_LABELS = {
     "forward": "forward (f)",
     "forward_input_backward": "forward + input backward",
@@ -170,13 +173,14 @@ def write_report(result: dict[str, Any], json_path: Path, *, title: str = "nuat 
 
 def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
           notes: list[str] | None = None) -> tuple[Path, Path]:
-    """Write ``<out>.json``, ``<out>.md`` and ``<out>.png`` (``out`` without suffix); returns the
-    JSON and Markdown paths."""
+    """Write ``<out>.json``, ``<out>.md`` and ``<out>.png`` (``out`` without suffix; one of those
+    three suffixes is dropped, any other dot stays: ``mnist-lr0.05`` -> ``mnist-lr0.05.json``);
+    returns the JSON and Markdown paths."""
     out = Path(out)
-    if out.suffix in (".json", ".md", ".png"):
+    if out.suffix in REPORT_SUFFIXES:
         out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    json_path = out.with_suffix(".json")
+    json_path = out.with_name(out.name + ".json")
     result = {**result, "report": {"title": title, "notes": list(notes or [])}}  # for --render
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     md_path, _ = write_report(result, json_path, title=title, notes=notes)

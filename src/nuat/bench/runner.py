@@ -41,7 +41,8 @@ from nuat.models import build_model
 from nuat.projections import parse_eps
 from nuat.train import fastpath
 from nuat.train.config import TrainConfig
-from nuat.train.loop import Run, _step, build_run, resolve_device
+from nuat.train.device import resolve_device
+from nuat.train.loop import Run, _step, build_run
 from nuat.train.meta import git_commit, machine
 from nuat.train.progress import EpochProgress
 from nuat.train.recipes import recipe_for
@@ -100,7 +101,8 @@ class BenchConfig:
         get_dataset_spec(self.dataset)
         if self.clock not in CLOCKS:
             raise UsageError(f"--clock {self.clock!r} is invalid; choose one of: {', '.join(CLOCKS)}")
-        if self.clock == "cpu" and resolve_device(self.device).type != "cpu":
+        device = resolve_device(self.device)  # an unknown or unavailable --device fails here, before any work
+        if self.clock == "cpu" and device.type != "cpu":
             raise UsageError("--clock cpu measures CPU time; on a GPU use --clock wall")
         return self
 
@@ -152,6 +154,10 @@ def _build(cfg: BenchConfig, method: str, variant: Variant, out: str) -> _Timed:
     needed = cfg.warmup + cfg.steps * cfg.trials
     probe = _train_config(cfg, method, variant, 2, out)
     run = build_run(probe)
+    train_size = len(run.train_loader.data)
+    if train_size < run.cfg.batch_size:  # no full batch: _full_batches would never yield one
+        raise UsageError(f"--batch-size {run.cfg.batch_size} is larger than the {run.cfg.dataset} training set "
+                         f"({train_size} images after the validation split); use at most {train_size}")
     per_epoch = max(len(run.train_loader) - 1, 1)
     # enough epochs that the LR schedule is still running at the end; epoch 1 (not 0) is timed so
     # methods that behave differently in their first epoch (NuAT2-WA's fast average) take their

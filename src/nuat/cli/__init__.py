@@ -22,6 +22,15 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the reason and the path(s), e.g.
+    ``No such file or directory: /proc/x/config.json``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    line = f"{reason}: {' -> '.join(paths)}" if paths else reason
+    return " ".join(line.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
@@ -45,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UsageError as exc:
         sys.stderr.write(f"nuat {args.command}: error: {exc}\n")
+        return 2
+    except OSError as exc:  # last resort: a path the checks before the work did not catch
+        sys.stderr.write(f"nuat {args.command}: error: {os_error_line(exc)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"nuat {args.command}: interrupted\n")

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 
 DEFAULT_METHODS = "erm,nuat,nuat-wa,pgd-at,trades"
@@ -88,6 +89,7 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     from nuat.bench import BenchConfig, parse_variants, run_bench
     from nuat.bench.report import write
+    from nuat.train.device import resolve_device
 
     if args.render:
         return render(args.render, args.title, args.note)
@@ -97,30 +99,32 @@ def run(args: argparse.Namespace) -> int:
                       variants=parse_variants(args.variants), data_dir=args.data_dir, device=args.device,
                       seed=args.seed, threads=args.threads, check_syncs=args.check_syncs,
                       clock=args.clock, profile=args.profile)
-    cfg.validate()
+    cfg.validate()  # the device too, before any work
+    device = resolve_device(cfg.device)
     decode_threads = parse_counts(args.decode_threads)
     if decode_threads and not args.loader:
         raise UsageError("--decode-threads applies with --loader")
-    if args.out is not None and Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give a path without suffix, e.g. {args.out}/bench")
+    if args.out is not None:
+        check_out(args.out, prefix=True)
+    else:  # the default's folder; the file name (model, batch size) is known after the run
+        check_out(Path("benchmarks", "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
+                  prefix=True)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = run_bench(cfg, log=log)
     if args.nuclear:
         from nuat.bench.nuclear import bench_nuclear
         from nuat.data import get_dataset_spec
-        from nuat.train.loop import resolve_device
 
         classes = get_dataset_spec(cfg.dataset).num_classes or 10
         rows = result["config"]["batch_size"]
         log(f"bench: nuclear-norm backends on {rows} x {classes}")
-        result["nuclear"] = bench_nuclear(rows, classes, device=resolve_device(cfg.device),
+        result["nuclear"] = bench_nuclear(rows, classes, device=device,
                                           group_sizes=(None, 64), trials=max(cfg.trials, 5), clock=cfg.clock)
     if args.loader:
         from nuat.bench.loader import bench_loader
-        from nuat.train.loop import resolve_device
 
         result["loader"] = bench_loader(cfg.dataset, batch_size=result["config"]["batch_size"],
-                                        device=resolve_device(cfg.device), data_dir=cfg.data_dir,
+                                        device=device, data_dir=cfg.data_dir,
                                         batches=cfg.steps, trials=cfg.trials, seed=cfg.seed,
                                         decode_threads=decode_threads, log=log)
     out = args.out

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 
 
@@ -57,17 +58,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:1, ...") from None
-
-
 def _floats(text: str | None, what: str) -> list[float] | None:
     if text is None:
         return None
@@ -82,6 +72,7 @@ def load_targets(args: argparse.Namespace):
     from nuat.data import get_dataset_spec
     from nuat.eval.targets import resolve_targets
     from nuat.projections import parse_eps
+    from nuat.train.device import resolve_device
 
     device = resolve_device(args.device)
     if args.batch_size < 1:
@@ -126,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if targets_text != "all" and (not targets_text.isdigit() or int(targets_text) < 1):
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
     parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
+    out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
+    if out is None:  # once the target is known to exist: its folder holds the default
+        out = check_out(_default_out(args.target), "the default --out")
     settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,
                         pgd_loss=check_loss(args.pgd_loss), targets=None if targets_text == "all" else int(targets_text),
                         nuclear_lam=args.nuclear_lam, seed=args.seed, gama_reference=args.gama_reference)
@@ -134,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(attacks=args.attacks, dataset=dataset, settings=settings, eps_text=eps_text, n=args.n,
                           batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir, device=str(device),
                           progress=not args.no_progress)
-    out = Path(args.out) if args.out else _default_out(args.target)
     several = len(targets) > 1 or Path(args.target).is_dir()
     tables = []
     for target in targets:

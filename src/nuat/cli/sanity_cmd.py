@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 
 
@@ -29,14 +30,20 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.cli.eval_cmd import load_targets
-    from nuat.data import check_classes, load_dataset
+    from nuat.data import check_classes
     from nuat.eval.sanity import SanityConfig, run_sanity
+    from nuat.eval.targets import load_test_data
     from nuat.projections import ThreatModelViolation
 
     if args.square_queries < 1 or args.surface_images < 1:
         raise UsageError("--square-queries and --surface-images must be positive")
+    path = Path(args.target)
+    out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
-    data = load_dataset(dataset, "test", args.data_dir)
+    if out is None:  # once the target is known to exist: its folder holds the default
+        default = path / "sanity" if path.is_dir() else path.parent / f"sanity-{path.stem}"
+        out = check_out(default, "the default --out")
+    data = load_test_data(dataset, args.data_dir, targets, progress=not args.no_progress)
     for target in targets:
         check_classes(data, target.metadata.get("classes"), str(target.path))
     if args.n > len(data):
@@ -44,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = SanityConfig(eps=eps, n=args.n, batch_size=args.batch_size, seed=args.seed,
                        square_queries=args.square_queries, surface_images=args.surface_images, device=str(device),
                        progress=not args.no_progress)
-    path = Path(args.target)
-    out = Path(args.out) if args.out else (path / "sanity" if path.is_dir() else path.parent / f"sanity-{path.stem}")
     several = len(targets) > 1 or path.is_dir()
     flagged = False
     from nuat.eval.sanity import render_sanity

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
 from nuat.train.fastpath import AMP_MODES
@@ -23,7 +24,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
-    p.add_argument("--overwrite", action="store_true", help="allow an --out folder that already holds files")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that already holds files: the earlier run's "
+                   "outputs there (config.json, metrics.jsonl, curves.png, summary.json, best*/last*.safetensors, "
+                   "state/) are deleted first; other files are kept")
     g = p.add_argument_group("method hyperparameters (defaults: the method's published values)")
     g.add_argument("--lam-max", type=float, help="final weight of the regulariser (NuAT nuclear norm, GAT softmax L2)")
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
@@ -44,13 +47,13 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--step-size", help="attack step in pixels, e.g. 2/255 (default: the method's, relative to eps)")
     g.add_argument("--beta", type=float, help="TRADES weight of the KL term (default 6)")
     g.add_argument("--awp-gamma", type=float, help="AWP relative size of the weight perturbation (default 5e-3)")
-    g.add_argument("--awp-warmup", type=float, help="AWP: fraction of the epochs before AWP starts "
-                   "(default 0; trades-awp 0.05)")
+    g.add_argument("--awp-warmup", type=float, help="AWP starts in epoch ceil(F x epochs), counted from 1, "
+                   "like the authors' awp_warmup (10 of 200 = 0.05); default 0, trades-awp 0.05")
     g.add_argument("--clean-weight", type=float, help="FGSM-AT weight of the clean cross-entropy (default 0.5)")
     g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
     g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
     x = p.add_argument_group("run control")
-    x.add_argument("--val-per-class", type=int, default=100, help="held-out validation images per class")
+    x.add_argument("--val-per-class", type=int, default=100, help="held-out validation images per class (0: no validation split, so no collapse detection, and the best checkpoint is the last epoch)")
     x.add_argument("--train-limit", type=int, help="use only the first N training images (quick runs)")
     x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -185,15 +188,13 @@ def resolve_config(args: argparse.Namespace):
         amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,
         compile=args.compile or args.fast, nuclear_backend=args.nuclear_backend,
     )
-    cfg.validate()
+    cfg.validate()  # the device too: before any work
     try:  # the method's own checks on its hyperparameters (attack steps, beta, ...)
         entry.build(**{**entry.hparams, **hparams})
     except ValueError as exc:
         raise UsageError(f"method {args.method!r}: {exc}") from None
     check_model_name(cfg.model)
-    out_path = Path(cfg.out)
-    if out_path.exists() and not out_path.is_dir():
-        raise UsageError(f"--out {cfg.out} exists and is not a folder")
+    out_path = check_out(cfg.out)
     if out_path.is_dir() and any(out_path.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {cfg.out} already holds files; choose another folder or pass --overwrite")
     return cfg
@@ -206,18 +207,12 @@ def unfinished(folder: Path) -> bool:
 
 def resumed_config(folder: Path, args: argparse.Namespace):
     """The saved, fully resolved configuration of the run in ``folder`` (progress/device from the CLI)."""
-    import dataclasses
-    import json
-
-    from nuat.train.config import TrainConfig
+    from nuat.train.config import load_run_config
 
     if not unfinished(folder):
         raise UsageError(f"--resume {folder}: no unfinished run there (needs config.json and state/, no summary.json)")
-    saved = json.loads((folder / "config.json").read_text())
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
-    cfg.out, cfg.progress, cfg.device = str(folder), not args.no_progress, args.device
-    return cfg.validate()
+    check_out(folder, "--resume")
+    return load_run_config(folder / "config.json", out=str(folder), progress=not args.no_progress, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:

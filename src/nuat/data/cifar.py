@@ -26,10 +26,12 @@ CIFAR100_FILES = {"train": ["train.bin"], "test": ["test.bin"]}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def cifar_folder(folder: Path, subdir: str, files: dict[str, list[str]]) -> Path | None:
-    """``folder/subdir`` or ``folder`` itself, whichever holds all the .bin files; else None."""
+def cifar_folder(folder: Path, subdir: str, files: dict[str, list[str]], split: str | None = None) -> Path | None:
+    """``folder/subdir`` or ``folder`` itself, whichever holds the .bin files of ``split`` (None:
+    of every split); else None."""
+    wanted = [name for s, names in files.items() if split is None or s == split for name in names]
     for candidate in (folder / subdir, folder):
-        if all((candidate / name).is_file() for names in files.values() for name in names):
+        if all((candidate / name).is_file() for name in wanted):
             return candidate
     return None
 
@@ -76,10 +78,10 @@ def _load(folder: Path, files: list[str], label_bytes: int, label_index: int, cl
 def load_cifar10(folder: Path, split: str) -> ArrayImageData:
     """CIFAR-10 split from ``folder`` (holding ``cifar-10-batches-bin/`` or the .bin files):
     images uint8 (N, 3, 32, 32), N = 50000 train / 10000 test."""
-    base = cifar_folder(folder, "cifar-10-batches-bin", CIFAR10_FILES)
+    base = cifar_folder(folder, "cifar-10-batches-bin", CIFAR10_FILES, split)
     if base is None:
-        names = ", ".join(CIFAR10_FILES["train"] + CIFAR10_FILES["test"])
-        raise DataError(f"no CIFAR-10 binary files ({names}) in {folder}")
+        names = ", ".join(CIFAR10_FILES[split])
+        raise DataError(f"no CIFAR-10 binary files of the {split} split ({names}) in {folder}")
     classes = _class_names(base / "batches.meta.txt", 10, CIFAR10_CLASSES)
     return _load(base, CIFAR10_FILES[split], 1, 0, classes)
 
@@ -87,8 +89,8 @@ def load_cifar10(folder: Path, split: str) -> ArrayImageData:
 def load_cifar100(folder: Path, split: str) -> ArrayImageData:
     """CIFAR-100 split (fine labels) from ``folder`` (holding ``cifar-100-binary/`` or the
     .bin files): images uint8 (N, 3, 32, 32), N = 50000 train / 10000 test."""
-    base = cifar_folder(folder, "cifar-100-binary", CIFAR100_FILES)
+    base = cifar_folder(folder, "cifar-100-binary", CIFAR100_FILES, split)
     if base is None:
-        raise DataError(f"no CIFAR-100 binary files (train.bin, test.bin) in {folder}")
+        raise DataError(f"no CIFAR-100 binary file of the {split} split ({CIFAR100_FILES[split][0]}) in {folder}")
     classes = _class_names(base / "fine_label_names.txt", 100, None)
     return _load(base, CIFAR100_FILES[split], 2, 1, classes)

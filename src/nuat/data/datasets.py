@@ -22,6 +22,7 @@ from nuat.data.cifar import CIFAR10_FILES, CIFAR100_FILES, cifar_folder, load_ci
 from nuat.data.folder import cached_decode, find_split_dir, load_image_folder
 from nuat.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, MNIST_FILES, idx_file, load_mnist_like
 from nuat.data.imagedata import ImageData
+from nuat.data.progress import progress_bars
 from nuat.data.roots import find_root, search_root
 from nuat.data.spec import DatasetSpec, get_dataset_spec, register_dataset
 from nuat.errors import DataError, UsageError
@@ -35,14 +36,17 @@ IMAGENET_SPLIT_DIRS = {"train": ("train",), "test": ("val", "test")}
 CIFAR10_JPEG_TAR = "cifar10-jpeg.tar.gz"
 
 
-def _has_dirs(folder: Path, dirs: dict[str, tuple[str, ...]]) -> bool:
-    return all(find_split_dir(folder, names) is not None for names in dirs.values())
+def _has_dirs(folder: Path, dirs: dict[str, tuple[str, ...]], split: str | None = None) -> bool:
+    """Whether ``folder`` holds the folder of ``split`` (None: of every split)."""
+    wanted = dirs.values() if split is None else (dirs[split],)
+    return all(find_split_dir(folder, names) is not None for names in wanted)
 
 
 # -- MNIST and Fashion-MNIST ------------------------------------------------------------
 
-def _mnist_present(folder: Path) -> bool:
-    return all(idx_file(folder, n) is not None for names in MNIST_FILES.values() for n in names)
+def _mnist_present(folder: Path, split: str | None = None) -> bool:
+    wanted = MNIST_FILES.values() if split is None else (MNIST_FILES[split],)
+    return all(idx_file(folder, n) is not None for names in wanted for n in names)
 
 
 def _mnist_loader(classes: list[str], folder: Path, split: str, image_size=None, class_list=None) -> ImageData:
@@ -61,12 +65,12 @@ register_dataset(DatasetSpec("fashion-mnist", 10, (1, 28, 28), "none", "0.1",
 register_dataset(DatasetSpec(
     "cifar10", 10, (3, 32, 32), "crop-flip", "8/255",
     lambda folder, split, image_size=None, class_list=None: load_cifar10(folder, split),
-    lambda folder: cifar_folder(folder, "cifar-10-batches-bin", CIFAR10_FILES) is not None,
+    lambda folder, split=None: cifar_folder(folder, "cifar-10-batches-bin", CIFAR10_FILES, split) is not None,
     "cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin", partial(dl.download_archive, source=dl.CIFAR10)))
 register_dataset(DatasetSpec(
     "cifar100", 100, (3, 32, 32), "crop-flip", "8/255",
     lambda folder, split, image_size=None, class_list=None: load_cifar100(folder, split),
-    lambda folder: cifar_folder(folder, "cifar-100-binary", CIFAR100_FILES) is not None,
+    lambda folder, split=None: cifar_folder(folder, "cifar-100-binary", CIFAR100_FILES, split) is not None,
     "cifar-100-binary/{train,test}.bin", partial(dl.download_archive, source=dl.CIFAR100)))
 
 # -- cifar10-jpeg: decoded once into memory, cached ----------------------------------------
@@ -79,7 +83,8 @@ def _cifar10_jpeg_loader(folder: Path, split: str, image_size=None, class_list=N
 
 register_dataset(DatasetSpec(
     "cifar10-jpeg", 10, (3, 32, 32), "crop-flip", "8/255", _cifar10_jpeg_loader,
-    lambda folder: (folder / CIFAR10_JPEG_TAR).is_file() or _has_dirs(folder, {"train": ("train",), "test": ("test",)}),
+    lambda folder, split=None: (folder / CIFAR10_JPEG_TAR).is_file()
+    or _has_dirs(folder, {"train": ("train",), "test": ("test",)}, split),
     f"{CIFAR10_JPEG_TAR} or train/<class>/*.jpg and test/<class>/*.jpg"))
 
 # -- lazily decoded folders ----------------------------------------------------------------
@@ -110,13 +115,19 @@ def _imagenet_loader(folder: Path, split: str, image_size=None, class_list=None)
     return load_image_folder(_split_dir(folder, split, IMAGENET_SPLIT_DIRS), size, _eval_resize(size), classes)
 
 
-def _imagenet100_tree(folder: Path) -> Path:
-    """``folder`` itself if it holds train/ and val/ (a pre-cut copy), else ``../imagenet``."""
-    return folder if _has_dirs(folder, IMAGENET_SPLIT_DIRS) else folder.parent / "imagenet"
+def _imagenet100_tree(folder: Path, split: str | None = None) -> Path:
+    """``folder`` itself if it holds the split's folder (``train/``; ``val/`` or ``test/``: a
+    pre-cut copy), else ``../imagenet``."""
+    return folder if _has_dirs(folder, IMAGENET_SPLIT_DIRS, split) else folder.parent / "imagenet"
+
+
+def _imagenet100_present(folder: Path, split: str | None = None) -> bool:
+    return _has_dirs(folder, IMAGENET_SPLIT_DIRS, split) or (
+        (folder / "classes.txt").is_file() and _has_dirs(folder.parent / "imagenet", IMAGENET_SPLIT_DIRS, split))
 
 
 def _imagenet100_loader(folder: Path, split: str, image_size=None, class_list=None) -> ImageData:
-    tree = _imagenet100_tree(folder)
+    tree = _imagenet100_tree(folder, split)
     if class_list is None and (folder / "classes.txt").is_file():
         class_list = folder / "classes.txt"
     if class_list is None and tree != folder:
@@ -126,16 +137,17 @@ def _imagenet100_loader(folder: Path, split: str, image_size=None, class_list=No
 
 register_dataset(DatasetSpec(
     "imagefolder", None, None, "crop-flip", "8/255", _imagefolder_loader,
-    lambda folder: _has_dirs(folder, SPLIT_DIRS), "train/<class>/*.jpg|png and test/ (or val/)<class>/*.jpg|png",
+    lambda folder, split=None: _has_dirs(folder, SPLIT_DIRS, split),
+    "train/<class>/*.jpg|png and test/ (or val/)<class>/*.jpg|png",
     folder_images=True))
 register_dataset(DatasetSpec(
     "imagenet", 1000, (3, 224, 224), "random-resized-crop-flip", "4/255", _imagenet_loader,
-    lambda folder: _has_dirs(folder, IMAGENET_SPLIT_DIRS), "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
+    lambda folder, split=None: _has_dirs(folder, IMAGENET_SPLIT_DIRS, split),
+    "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
     folder_images=True))
 register_dataset(DatasetSpec(
     "imagenet-100", 100, (3, 224, 224), "random-resized-crop-flip", "8/255", _imagenet100_loader,
-    lambda folder: _has_dirs(folder, IMAGENET_SPLIT_DIRS)
-    or ((folder / "classes.txt").is_file() and _has_dirs(folder.parent / "imagenet", IMAGENET_SPLIT_DIRS)),
+    _imagenet100_present,
     "train/ and val/ <wnid> folders, or classes.txt (one wnid a line) beside an imagenet/ tree",
     folder_images=True))
 
@@ -157,7 +169,7 @@ def read_class_list(path: Path) -> list[str]:
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
                  image_size: int | None = None, class_list: str | os.PathLike | None = None,
-                 download: bool = True) -> ImageData:
+                 download: bool = True, progress: bool = True) -> ImageData:
     """Load split ``"train"`` or ``"test"`` of data set ``name`` (see ``find_root`` for the lookup).
 
     Args:
@@ -167,17 +179,21 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         class_list: file with one class folder name per line (imagenet-100's 100 wnids,
             or a subset of an imagefolder/imagenet tree).
         download: allow downloading the official files when absent.
+        progress: allow progress bars (downloads, decoding into memory), shown on a terminal
+            only; False (the commands' ``--no-progress``) turns them off.
 
     Returns uint8 images (via ``get_batch``) and int64 labels; for ImageNet the test
-    split is ``val/``, resized to 256/224 of ``image_size`` and center-cropped.
+    split is ``val/``, resized to 256/224 of ``image_size`` and center-cropped. Only the files
+    of ``split`` need to be on disk.
     """
     spec = get_dataset_spec(name)
     if split not in SPLITS:
         raise UsageError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise UsageError(f"image_size must be a positive integer, got {image_size!r}")
-    if spec.name == "imagenet-100" and class_list is not None and search_root(spec, data_dir) is None:
-        root = find_root("imagenet", data_dir, download=False)
-        return _imagenet_loader(root / "imagenet", split, image_size, class_list)
-    root = find_root(spec.name, data_dir, download=download)
-    return spec.loader(root / spec.name, split, image_size=image_size, class_list=class_list)
+    with progress_bars(progress):
+        if spec.name == "imagenet-100" and class_list is not None and search_root(spec, data_dir, split) is None:
+            root = find_root("imagenet", data_dir, download=False, split=split)
+            return _imagenet_loader(root / "imagenet", split, image_size, class_list)
+        root = find_root(spec.name, data_dir, download=download, split=split)
+        return spec.loader(root / spec.name, split, image_size=image_size, class_list=class_list)

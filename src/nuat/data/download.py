@@ -6,9 +6,12 @@ the original files). We do not know an official SHA-256 for these files and do n
 invent one, so downloads are verified against those published MD5 sums.
 
 Downloads go to a temporary file in the destination folder and are renamed into
-place only after the checksum matched. ``NUAT_OFFLINE=1`` skips downloading; without
-it, the first connection must succeed within ``CONNECT_TIMEOUT_S`` seconds (all
-mirrors together), so an offline machine fails fast.
+place only after the checksum matched, with a progress bar on a terminal
+(``nuat.data.progress``). ``NUAT_OFFLINE=1`` skips downloading; without it, each
+mirror in turn gets ``CONNECT_TIMEOUT_S`` seconds to answer (so a mirror that hangs
+does not cost the next one its chance, and an offline machine fails within that
+times the number of mirrors). The mirror that served a file is tried first for the
+next ones.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import socket
 import tarfile
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
+from nuat.data.progress import bar_disable
 from nuat.errors import DataError
 
 __all__ = ["offline", "DownloadError", "download_files", "download_archive",
@@ -86,35 +91,46 @@ def _urlopen_within(url: str, seconds: float):
     raise socket.timeout(f"no connection within {seconds:.1f} s")
 
 
-def _open(urls: list[str], deadline: float):
-    """Open the first reachable URL; the connection phase shares one deadline."""
+def _open(urls: list[str]) -> tuple[object, int]:
+    """Open the first reachable URL, each given its own ``CONNECT_TIMEOUT_S`` to answer;
+    returns (response, index of its URL)."""
     errors = []
-    for url in urls:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
+    for index, url in enumerate(urls):
         try:
-            response = _urlopen_within(url, min(left, CONNECT_TIMEOUT_S))
+            response = _urlopen_within(url, CONNECT_TIMEOUT_S)
             sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
             if sock is not None:
                 sock.settimeout(READ_TIMEOUT_S)
-            return response
+            return response, index
         except (urllib.error.URLError, socket.timeout, OSError, ValueError) as exc:
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
-    raise DownloadError("; ".join(errors) or "connection timed out")
+    raise DownloadError("; ".join(errors) or "no mirror to try")
 
 
-def _fetch(urls: list[str], dest: Path, md5: str, deadline: float) -> None:
-    """Download to a temp file beside ``dest``, check the MD5, rename to ``dest``."""
-    response = _open(urls, deadline)
+def _length(response) -> int | None:
+    """The response's Content-Length, if it gives a sane one."""
+    try:
+        value = int(response.headers.get("Content-Length", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def _fetch(urls: list[str], dest: Path, md5: str) -> int:
+    """Download to a temp file beside ``dest``, check the MD5, rename to ``dest``; returns the
+    index of the URL that served it. A byte-count bar (``nuat.data.progress``) shows the transfer."""
+    response, index = _open(urls)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dest.name, suffix=".part", dir=dest.parent)
     digest = hashlib.md5(usedforsecurity=False)
+    bar = tqdm(total=_length(response), desc=f"download {dest.name}", unit="B", unit_scale=True,
+               unit_divisor=1024, leave=False, disable=bar_disable())
     try:
-        with response, os.fdopen(fd, "wb") as out:
+        with response, os.fdopen(fd, "wb") as out, bar:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
+                bar.update(len(chunk))
         if digest.hexdigest() != md5:
             raise DownloadError(f"{response.geturl()} has MD5 {digest.hexdigest()}, expected {md5}")
         os.chmod(tmp, 0o644)
@@ -124,16 +140,18 @@ def _fetch(urls: list[str], dest: Path, md5: str, deadline: float) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return index
 
 
 def download_files(folder: Path, source: tuple[tuple[str, ...], dict[str, str]]) -> None:
     """Fetch every ``{name: md5}`` file of ``source`` from its mirrors into ``folder``."""
     if offline():
         raise DownloadError("NUAT_OFFLINE is set")
-    mirrors, files = source
+    mirrors, files = list(source[0]), source[1]
     for name, md5 in files.items():
         if not (folder / name).is_file():
-            _fetch([m + name for m in mirrors], folder / name, md5, time.monotonic() + CONNECT_TIMEOUT_S)
+            served = _fetch([m + name for m in mirrors], folder / name, md5)
+            mirrors.insert(0, mirrors.pop(served))  # the mirror that answered goes first next time
 
 
 def download_archive(folder: Path, source: tuple[str, str, str, list[str]]) -> None:
@@ -143,7 +161,7 @@ def download_archive(folder: Path, source: tuple[str, str, str, list[str]]) -> N
     url, md5, subdir, names = source
     archive = folder / url.rsplit("/", 1)[1]
     if not archive.is_file():
-        _fetch([url], archive, md5, time.monotonic() + CONNECT_TIMEOUT_S)
+        _fetch([url], archive, md5)
     target = folder / subdir
     target.mkdir(exist_ok=True)
     try:

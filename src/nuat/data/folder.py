@@ -128,12 +128,16 @@ def read_tar_split(tar_path: Path, split: str,
 
 
 def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: str) -> np.ndarray:
-    """Decode ``count`` images (file bytes or paths) to uint8 (N, 3, size, size), with a tqdm bar."""
+    """Decode ``count`` images (file bytes or paths) to uint8 (N, 3, size, size), with a tqdm bar
+    on a terminal unless turned off (``nuat.data.progress``, ``load_dataset(..., progress=False)``)."""
     from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
+    from nuat.data.progress import bar_disable
+
     out = np.empty((count, size, size, 3), dtype=np.uint8)
-    for i, src in enumerate(tqdm(sources, total=count, desc=desc, unit="img", disable=None, leave=False)):
+    bar = tqdm(sources, total=count, desc=desc, unit="img", disable=bar_disable(), leave=False)
+    for i, src in enumerate(bar):
         try:
             with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
                 out[i] = np.asarray(fit_image(img.convert("RGB"), size), dtype=np.uint8)

@@ -1,7 +1,8 @@
 """Where data sets live: the ordered list of data roots and the lookup of one data set.
 
 A data root R "hits" for data set ``name`` when ``R/<name>/`` holds the expected
-files. Roots are searched in this order, the first hit wins:
+files of the split being loaded (a folder with only the test split serves the test
+split). Roots are searched in this order, the first hit wins:
 
 1. the ``data_dir`` argument (e.g. the CLI's ``--data-dir``),
 2. ``$NUAT_DATA`` (several roots may be separated by ``os.pathsep``),
@@ -45,19 +46,23 @@ def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return unique
 
 
-def search_root(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first root R whose ``R/<name>/`` holds the spec's files, or None."""
+def search_root(spec: DatasetSpec, data_dir: str | os.PathLike | None = None,
+                split: str | None = None) -> Path | None:
+    """The first root R whose ``R/<name>/`` holds the spec's files of ``split`` (None: of every
+    split), or None."""
     for root in candidate_roots(data_dir):
         try:
-            if spec.present(root / spec.name):
+            if spec.holds(root / spec.name, split):
                 return root
         except OSError:  # unreadable folder: not a hit
             continue
     return None
 
 
-def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
-    """The data root R holding ``R/<name>/`` for data set ``name``.
+def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True,
+              split: str | None = None) -> Path:
+    """The data root R holding ``R/<name>/`` for data set ``name``: its files of ``split``
+    (``"train"``/``"test"``), or of every split when ``split`` is None.
 
     If no root hits and the data set has official downloads (MNIST, Fashion-MNIST,
     CIFAR-10/100 binary), they are fetched into ``~/.cache/nuat/data/<name>/`` unless
@@ -65,7 +70,7 @@ def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download:
     DataError naming the folders searched and the files expected.
     """
     spec = get_dataset_spec(name)
-    root = search_root(spec, data_dir)
+    root = search_root(spec, data_dir, split)
     if root is not None:
         return root
     note = ""
@@ -73,7 +78,7 @@ def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download:
         cache = data_cache_dir()
         try:
             spec.download(cache / spec.name)
-            if spec.present(cache / spec.name):
+            if spec.holds(cache / spec.name, split):
                 return cache
             note = "; the download did not produce the expected files"
         except DownloadError as exc:

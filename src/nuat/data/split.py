@@ -36,10 +36,12 @@ def validation_split(labels: torch.Tensor, per_class: int = 100) -> tuple[torch.
     counts = torch.bincount(labels)
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(n) - starts[labels[order]]  # position of each sample within its class
-    small = ((counts > 0) & (counts <= per_class)).nonzero().flatten().tolist()
-    if small:
-        raise UsageError(f"class {small[0]} has only {int(counts[small[0]])} samples; "
-                         f"a validation split of {per_class} per class needs more")
+    present = counts > 0
+    fewest = int(counts[present].min())
+    if fewest <= per_class:  # name the smallest class: it sets the largest value allowed
+        smallest = int(torch.where(present & (counts == fewest))[0][0])
+        raise UsageError(f"--val-per-class {per_class} is too large: class {smallest} has only {fewest} samples "
+                         f"and each class needs at least one left for training; allowed: 0 to {fewest - 1}")
     is_val = torch.zeros(n, dtype=torch.bool)
     is_val[order[rank < per_class]] = True
     return is_val.logical_not().nonzero().flatten(), is_val.nonzero().flatten()

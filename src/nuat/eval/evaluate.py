@@ -11,7 +11,7 @@ import torch
 from nuat.eval.registry import Settings, build_jobs, parse_attacks
 from nuat.eval.report import FORMAT, summarize, write_outputs
 from nuat.eval.runner import run_jobs
-from nuat.eval.targets import EvalTarget
+from nuat.eval.targets import EvalTarget, check_image_size, load_test_data
 from nuat.errors import UsageError
 
 
@@ -40,7 +40,7 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
     Raises :class:`UsageError` for bad options or a state from another evaluation, and
     :class:`nuat.projections.ThreatModelViolation` if an attack leaves the threat model.
     """
-    from nuat.data import check_classes, load_dataset
+    from nuat.data import check_classes
     from nuat.train.meta import provenance
 
     if options.batch_size < 1:
@@ -48,8 +48,10 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
     if options.seed != options.settings.seed:  # the attacks' and AutoAttack's seed must be one
         raise UsageError(f"EvalOptions.seed {options.seed} and Settings.seed {options.settings.seed} differ; "
                          "set both to the evaluation's seed")
-    data = load_dataset(options.dataset, "test", options.data_dir) if data is None else data
+    # at the model's input size: a folder split would otherwise take its first image's size
+    data = load_test_data(options.dataset, options.data_dir, [target], progress=options.progress) if data is None else data
     check_classes(data, target.metadata.get("classes"), str(target.path))
+    check_image_size(data, target)
     n = len(data) if options.n is None else options.n
     if not 1 <= n <= len(data):
         raise UsageError(f"--n {n} is outside 1..{len(data)} (the {options.dataset} test set)")

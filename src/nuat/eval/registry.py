@@ -31,7 +31,6 @@ from nuat.attacks.pgd import LOSSES as PGD_LOSSES
 from nuat.attacks.pgd import pgd_trace
 from nuat.attacks.targeted import targeted_pgd
 from nuat.errors import UsageError
-from nuat.projections import parse_eps
 
 DEFAULT_ATTACKS = "clean,fgsm,pgd-20,pgd-100,gama-pgd-100,aa"
 AA_LABELS = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square",
@@ -324,21 +323,30 @@ def build_jobs(requests: list[Request], settings: Settings) -> list[Job]:
 
 
 def parse_step(text: str, eps: float) -> float:
-    """A step size: ``"eps/4"``, ``"eps"``, ``"0.01"`` or ``"2/255"`` (pixels)."""
+    """A PGD step size in pixels of [0, 1] images, from ``--pgd-step``: ``"eps/4"``, ``"eps"``,
+    ``"eps*0.5"``, ``"0.01"`` or ``"2/255"``.
+
+    Raises :class:`UsageError` (one line naming the value) unless the step lies in (0, 1]: a zero
+    step never leaves the start and a negative one walks *down* the loss, both of which would
+    report an inflated robust accuracy; a step above 1 exceeds the whole [0, 1] pixel range.
+    """
     t = text.strip().replace(" ", "").lower()
-    if t.startswith("eps"):
-        rest = t[3:]
-        try:
-            if not rest:
-                return eps
-            if rest[0] == "/":
-                return eps / float(Fraction(rest[1:]))
-            if rest[0] == "*":
-                return eps * float(Fraction(rest[1:]))
-        except (ValueError, ZeroDivisionError):
-            pass
-        raise UsageError(f"step {text!r} is not understood; use e.g. eps/4, eps/10, 0.01 or 2/255")
-    return parse_eps(t)
+    hint = "use e.g. eps/4, eps/10, 0.01 or 2/255"
+    try:
+        if t == "eps":
+            step = eps
+        elif t.startswith("eps/"):
+            step = eps / float(Fraction(t[4:]))
+        elif t.startswith("eps*"):
+            step = eps * float(Fraction(t[4:]))
+        else:
+            step = float(Fraction(t))
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"--pgd-step {text!r} is not understood; {hint}") from None
+    if not 0.0 < step <= 1.0:
+        raise UsageError(f"--pgd-step {text!r} gives step {step:.6g}; it must lie in (0, 1] "
+                         f"(pixels in [0, 1]); {hint}")
+    return step
 
 
 def check_loss(loss: str) -> str:

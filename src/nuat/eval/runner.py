@@ -2,7 +2,8 @@
 
 For each job (clean first), batches of the first ``job.n`` test images are attacked in order;
 batch k's randomness comes from a generator seeded with (seed, job, k), so a batch gives the
-same result whether it runs in the first or in a resumed process. Every adversarial batch is
+same result whether it runs in the first or in a resumed process on the same device type (the
+state records it: CPU and CUDA generators give different streams). Every adversarial batch is
 checked against the eps-ball and [0, 1] (:func:`nuat.projections.check_linf`) before its
 per-example flags are stored; a violation stops the evaluation.
 """
@@ -109,7 +110,13 @@ def run_job(model: nn.Module, job: Job, data: Any, state: EvalState, *, eps: flo
 def run_jobs(model: nn.Module, jobs: list[Job], data: Any, state_path: Path, header: dict[str, Any], *,
              eps: float, seed: int, batch_size: int, device: torch.device, progress: bool,
              fresh: bool = False) -> EvalState:
-    """Run (or resume) all ``jobs``; the first must be the clean job. Returns the final state."""
+    """Run (or resume) all ``jobs``; the first must be the clean job. Returns the final state.
+
+    The state's header is ``header`` plus ``device``, the device type ("cpu", "cuda", ...): batch
+    k's generator lives on ``device``, and CPU and CUDA generators seeded alike draw different
+    numbers, so a state is resumed only on the device type that started it.
+    """
+    header = {**header, "device": device.type}
     state = EvalState.open(state_path, header, fresh=fresh)
     clean_key = jobs[0].key
     for job in jobs:

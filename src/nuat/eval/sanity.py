@@ -30,7 +30,7 @@ from nuat.checkpoints import atomic_write_bytes
 from nuat.eval.registry import Job, JobOutput, Settings, build_jobs, parse_attacks
 from nuat.eval.runner import batch_seed, job_title, load_batch, score_batch
 from nuat.eval.surface import plot_surface, smoothness, surface
-from nuat.eval.targets import EvalTarget
+from nuat.eval.targets import EvalTarget, check_image_size
 
 #: tolerances in accuracy (fractions of the images)
 TOL_ITERATIVE = 0.005   # PGD-20 may exceed FGSM by at most this
@@ -168,9 +168,14 @@ def _smoothness(model: nn.Module, data: Any, cfg: SanityConfig, clean: torch.Ten
 
 def run_sanity(target: EvalTarget, data: Any, cfg: SanityConfig, out: str | Path, *, dataset: str,
                eps_text: str) -> dict[str, Any]:
-    """Run the checks on ``target`` and write sanity.json, sanity.md and loss_surface.png into ``out``."""
+    """Run the checks on ``target`` and write sanity.json, sanity.md and loss_surface.png into ``out``.
+
+    ``data``: the test split at the model's input size (:func:`nuat.eval.targets.load_test_data`);
+    raises :class:`UsageError` before any check runs if its images have another size.
+    """
     from nuat.train.meta import provenance
 
+    check_image_size(data, target)
     out = Path(out)
     checks, extra = run_checks(target.model, data, cfg)
     plot = None

@@ -1,8 +1,8 @@
 """Resumable per-example evaluation state, written atomically after every batch.
 
-One JSON file holds a header (checkpoint hash, data set, eps, seed, batch size) and, per job,
-its parameters, the number of batches done, the per-example robust flags of every output as a
-string of ``0``/``1`` (image i of the test set is character i), the seconds spent and the
+One JSON file holds a header (checkpoint hash, data set, eps, seed, batch size, device type) and,
+per job, its parameters, the number of batches done, the per-example robust flags of every output
+as a string of ``0``/``1`` (image i of the test set is character i), the seconds spent and the
 flags (warnings) raised. A state whose header or job parameters differ from the current
 evaluation is refused, so numbers from two different evaluations are never mixed.
 """
@@ -60,6 +60,12 @@ class EvalState:
         except (OSError, ValueError) as exc:
             raise UsageError(f"evaluation state {path} is unreadable ({exc}); pass --overwrite to start again") from None
         stored = data.get("header", {})
+        if "device" in stored and "device" in wanted and stored["device"] != wanted["device"]:
+            # CPU and CUDA generators seeded alike give different numbers: resuming on the other
+            # device type would mix two random streams in one set of per-example results
+            raise UsageError(f"{path} was started on device type {stored['device']!r}, this run uses "
+                             f"{wanted['device']!r} (their random streams differ); resume with --device "
+                             f"{stored['device']}, or choose another --out or pass --overwrite to start again")
         if stored != wanted:
             raise UsageError(f"{path} holds an evaluation with other settings ({_differences(stored, wanted)}); "
                              "choose another --out or pass --overwrite to start again")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuat.checkpoints import file_sha256, load_model, load_state_dict_file, read_metadata
+from nuat.checkpoints import describe_mismatch, file_sha256, load_model, load_state_dict_file, read_metadata
 from nuat.errors import CheckpointError, UsageError
 
 RUN_CHECKPOINTS = ("best", "best-ema")
@@ -35,6 +35,46 @@ class EvalTarget:
     def model_name(self) -> str:
         spec = getattr(self.model, "model_spec", None) or self.metadata.get("model_spec") or {}
         return str(spec.get("name", type(self.model).__name__))
+
+
+def spec_image_size(spec: Any) -> int | None:
+    """``image_size`` of a ``model_spec`` dict (the side S of the (C, S, S) inputs the model was
+    built for, in pixels); None when absent or not a positive integer."""
+    size = spec.get("image_size") if isinstance(spec, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+
+
+def target_image_size(target: EvalTarget) -> int | None:
+    """The input side the target's model was built (and trained) for, from its ``model_spec``;
+    None for a model without one (e.g. a wrapped test model)."""
+    return spec_image_size(getattr(target.model, "model_spec", None) or target.metadata.get("model_spec"))
+
+
+def load_test_data(dataset: str, data_dir: str | Path | None, targets: list[EvalTarget], *,
+                   progress: bool = True) -> Any:
+    """The test split of ``dataset`` at the input size of ``targets``' models.
+
+    A folder data set (imagefolder) otherwise takes its size from the split's first image, which
+    need not be the size the model was trained at (nor the train split's first image). Raises
+    :class:`UsageError` if the targets were built for different sizes (they share one data set).
+    """
+    from nuat.data import load_dataset
+
+    sizes = sorted({s for s in map(target_image_size, targets) if s is not None})
+    if len(sizes) > 1:
+        raise UsageError(f"the models to evaluate take different image sizes ({', '.join(map(str, sizes))}); "
+                         "evaluate them one at a time")
+    return load_dataset(dataset, "test", data_dir, image_size=sizes[0] if sizes else None, progress=progress)
+
+
+def check_image_size(data: Any, target: EvalTarget) -> None:
+    """Raise :class:`UsageError` if ``data``'s (C, H, W) images are not the S x S the target's
+    model was built for (S from its ``model_spec``; nothing to check without one)."""
+    size = target_image_size(target)
+    _, h, w = data.image_shape
+    if size is not None and (h, w) != (size, size):
+        raise UsageError(f"{target.path} takes {size}x{size} images, the test images are {h}x{w} "
+                         "(load them with nuat.eval.targets.load_test_data, at the model's size)")
 
 
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
@@ -65,7 +105,7 @@ def _plain(path: Path, model_name: str, dataset: str, mean: list[float] | None, 
     try:
         target.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit {model_name} for {dataset}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{path} does not fit {model_name} for {dataset}: {describe_mismatch(target, state, exc)}") from None
     return EvalTarget(path.stem, path, file_sha256(path), prepare(model, device))
 
 

@@ -15,13 +15,17 @@ Per iteration:
 
 gamma = 5e-3 and one weight-perturbation step (K2 = 1) are the defaults here for both bases (the
 authors' AT-AWP script is reported to default to 1e-2 for PreAct ResNet-18; ``--awp-gamma``).
-The authors' TRADES-AWP script starts AWP after a warm-up of 10 of its 200 epochs; here that is
-``warmup_fraction`` (0.05 for ``trades-awp``, 0 for ``awp`` as in the AT-AWP script).
+The authors' TRADES-AWP script (csdongxian/AWP, ``trades_AWP/train_trades_cifar.py``) counts its
+200 epochs from 1 and perturbs the weights when ``epoch >= awp_warmup`` with ``awp_warmup = 10``:
+9 warm-up epochs, AWP from the 10th. Here ``warmup_fraction`` is that ``awp_warmup`` as a fraction
+of the run (0.05 = 10/200 for ``trades-awp``, 0 for ``awp`` as in the AT-AWP script); see
+:func:`first_awp_epoch`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -37,6 +41,17 @@ BASES = {"pgd-at": PGDAT, "trades": TRADES}
 _TINY = 1e-20
 
 
+def first_awp_epoch(warmup_fraction: float, epochs: int) -> int:
+    """The first epoch, counted from 1, trained with AWP in a run of ``epochs`` epochs.
+
+    The authors' condition ``epoch >= awp_warmup`` (epochs counted from 1) with ``awp_warmup =
+    warmup_fraction * epochs``: the smallest such epoch, at least 1. ``first_awp_epoch(0.05, 200)``
+    is 10, as in their 200-epoch script (``warmup_fraction = 1`` leaves only the last epoch).
+    """
+    # round first: 0.05 * 60 is 3.0000000000000004 in floating point, which must give 3, not 4
+    return max(1, math.ceil(round(warmup_fraction * epochs, 9)))
+
+
 def perturbed_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """The parameters AWP perturbs: weights with more than one dimension (conv kernels, linear
     matrices), in ``named_parameters`` order."""
@@ -45,8 +60,9 @@ def perturbed_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 class AWP(Method):
     """AWP. Hyperparameters: ``base`` ("pgd-at" or "trades"), ``gamma`` (relative size of the
-    weight perturbation, default 5e-3), ``warmup_fraction`` (fraction of the epochs trained with the
-    base method alone before AWP starts) and the base method's own hyperparameters."""
+    weight perturbation, default 5e-3), ``warmup_fraction`` (AWP starts in epoch
+    :func:`first_awp_epoch` ``(warmup_fraction, E)``, counted from 1; the epochs before it train
+    with the base method alone) and the base method's own hyperparameters."""
 
     def __init__(self, *, base: str = "pgd-at", gamma: float = 5e-3, warmup_fraction: float = 0.0,
                  **base_hparams: Any) -> None:
@@ -86,7 +102,8 @@ class AWP(Method):
         if self._applied:
             raise RuntimeError("AWP.loss called again before after_step restored the weights")
         x_adv = self.base.adversarial_batch(model, x, y, ctx)
-        active = ctx.epoch >= self.warmup_fraction * ctx.epochs and self.gamma > 0
+        # ctx.epoch counts from 0, the authors' epochs (and first_awp_epoch) from 1
+        active = ctx.epoch + 1 >= first_awp_epoch(self.warmup_fraction, ctx.epochs) and self.gamma > 0
         if active:
             perturbation = self.weight_perturbation(model, x, x_adv, y, ctx)
             weights = dict(model.named_parameters())

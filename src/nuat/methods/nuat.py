@@ -19,7 +19,9 @@ from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, r
 # Published defaults (reference details; ResNet-18 / WRN-34-10 runs), LR shape as fractions.
 NUAT = MethodDefaults(lam_max=4.5, ramp_fraction=0.9, lr_up=0.4, lr_down=0.5)
 NUAT_WA = MethodDefaults(lam_max=4.0, ramp_fraction=1.0, lr_up=0.25, lr_down=0.75, averages={"ema": 0.9998})
-# NuAT2's published run (WRN-34-10) has E = 55: the ramp over its first E - 10 = 45 epochs, like its LR
+# NuAT2's published run (WRN-34-10) has E = 55 with LR up 20, down 15 (reference details). Its lambda
+# ramp is NOT published there: 45/55 is the project's choice, NuAT's E - 10 rule carried over (the
+# authors' public script adds lam_max / E every epoch, i.e. ramp_fraction 1; docs/methods.md)
 NUAT2 = MethodDefaults(lam_max=4.0, ramp_fraction=45 / 55, lr_up=20 / 55, lr_down=15 / 55)
 NUAT2_WA = MethodDefaults(lam_max=4.0, ramp_fraction=1.0, lr_up=0.25, lr_down=0.75,
                           averages={"ema": 0.9998, "fast": 0.99}, tau_steps=80 * 766)  # WRN-34-10, E = 80, batch 64

@@ -1,4 +1,5 @@
-"""ResNets: CIFAR-style ResNet-18 (3x3 stem, no max-pool) and ImageNet ResNet-50."""
+"""ResNets: ResNet-18 (CIFAR stem, 3x3 and no max-pool, below 64 px; ImageNet stem, 7x7 stride 2 and
+max-pool, from 64 px on) and ImageNet ResNet-50."""
 
 from __future__ import annotations
 
@@ -107,12 +108,30 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(self.avgpool(out), 1))
 
 
+#: ``resnet18`` takes the ImageNet stem from this input size (pixels) on, the CIFAR stem below it
+IMAGENET_STEM_MIN_SIZE = 64
+
+
+def uses_imagenet_stem(image_size: int) -> bool:
+    """The stem rule of ``resnet18``: ImageNet stem for ``image_size >= 64``, CIFAR stem below."""
+    return image_size >= IMAGENET_STEM_MIN_SIZE
+
+
 @register_model("resnet18")
 def resnet18(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """CIFAR ResNet-18 (BasicBlocks [2, 2, 2, 2]); 11.17M parameters for 10 classes.
-    PyTorch default initialisation."""
-    del image_size  # any size works (adaptive pooling)
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=False)
+    """ResNet-18 (BasicBlocks [2, 2, 2, 2]), its stem chosen by the input size:
+
+    * ``image_size < 64`` (CIFAR, 32 px): the CIFAR stem, a 3x3 stride-1 conv and no max-pool;
+      11.17M parameters for 10 classes.
+    * ``image_size >= 64`` (ImageNet-100, 224 px): the standard ImageNet stem of He et al., a 7x7
+      stride-2 conv and a 3x3 stride-2 max-pool, so the stages run at 1/4 of the input size
+      (56x56 at 224 px; the CIFAR stem would keep 224x224, about 15x the compute); 11.23M
+      parameters for 100 classes, the same as torchvision's ``resnet18``.
+
+    The rule depends on ``image_size`` alone, which checkpoints record in their ``model_spec``,
+    so a checkpoint is rebuilt with the stem it was trained with. PyTorch default initialisation.
+    """
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=uses_imagenet_stem(image_size))
 
 
 @register_model("resnet50")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
 from nuat.projections import parse_eps
+from nuat.train.device import resolve_device
 from nuat.train.ema import PUBLISHED_STEPS
 from nuat.train.fastpath import AMP_MODES
 
@@ -111,7 +114,37 @@ class TrainConfig:
                              f"choose one of: {', '.join(NUCLEAR_BACKENDS)}")
         if self.final_eval < 0:
             raise UsageError(f"--final-eval {self.final_eval} is invalid; it must be >= 0")
+        resolve_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def load_run_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """The validated configuration saved in a run's ``config.json`` at ``path``, with ``overrides``
+    (e.g. ``out``, ``progress``, ``device`` from the command line) applied.
+
+    Raises :class:`UsageError` (one line naming the file) when the file cannot be read, is not
+    JSON, lacks a setting or holds an invalid one; a bad override is reported as itself.
+    """
+    path = Path(path)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"cannot read the run configuration {path}: {exc}") from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"the run configuration {path} is not a JSON object")
+    fields = dataclasses.fields(TrainConfig)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in saved]
+    if missing:
+        raise UsageError(f"the run configuration {path} lacks {', '.join(missing)}; is it a nuat run's config.json?")
+    names = {f.name for f in fields}
+    cfg = dataclasses.replace(TrainConfig(**{k: v for k, v in saved.items() if k in names}), **overrides)
+    if "device" in overrides:
+        resolve_device(cfg.device)  # the command line's value: reported without the file's name
+    try:
+        return cfg.validate()
+    except (UsageError, TypeError, ValueError, AttributeError, LookupError) as exc:  # others: a wrong type
+        raise UsageError(f"the run configuration {path} is invalid: {exc}") from None

@@ -40,9 +40,12 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
 
 def best_epoch(records: list[dict[str, Any]]) -> int | None:
     """The epoch whose checkpoint is reported: the first with the highest validation I-FGSM-7
-    accuracy, of the weight average where the run keeps one (``nuat.train.loop.save_epoch``)."""
+    accuracy, of the weight average where the run keeps one (``nuat.train.loop.save_epoch``);
+    the last epoch when the run has no validation split (its scores are NaN)."""
     s = _series(records, "val_ifgsm7_acc_ema") or _series(records, "val_ifgsm7_acc")
-    return None if s is None else s[0][max(range(len(s[1])), key=s[1].__getitem__)]
+    if s is None:
+        return records[-1]["epoch"] if records else None
+    return s[0][max(range(len(s[1])), key=s[1].__getitem__)]
 
 
 def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:

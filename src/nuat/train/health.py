@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nuat.train import resume
 from nuat.train.progress import EpochProgress
+from nuat.train.state import read_state_info
 
 if TYPE_CHECKING:
     from nuat.train.loop import Run
@@ -21,6 +22,8 @@ COLLAPSE_RATIO = 0.5
 CLEAN_SLACK = 0.02
 #: ... and the best robust accuracy so far was meaningful.
 MIN_ROBUST = 0.1
+#: the state a rollback restores: the end of the last epoch without a collapse warning
+HEALTHY = "healthy.safetensors"
 
 
 def is_collapse(best_robust: float | None, previous_clean: float | None, robust: float, clean: float) -> bool:
@@ -40,10 +43,11 @@ def after_epoch(run: "Run", epoch: int, stats: dict[str, Any]) -> bool:
                 f"{100 * stats['val_ifgsm7_acc']:.1f}% (best {100 * run.best['']:.1f}%) while clean accuracy "
                 f"is {100 * stats['val_clean_acc']:.1f}%")
         if run.cfg.on_collapse == "rollback" and epoch not in run.rollbacks:
-            if (run.out / "state" / "healthy.safetensors").exists() and run.method.has_remedy:
+            reason = _cannot_roll_back(run, epoch)
+            if reason is None:
                 run.rollbacks.add(epoch)
                 return True
-            run.log("  no healthy state or no remedy for this method: continuing")
+            run.log(f"  {reason}: continuing")
     if run.remedy_active:
         run.method.set_remedy(False)
         run.remedy_active = False
@@ -52,11 +56,38 @@ def after_epoch(run: "Run", epoch: int, stats: dict[str, Any]) -> bool:
     return False
 
 
-def rollback(run: "Run") -> EpochProgress:
-    """Restore the last healthy epoch end and switch the method's remedy on for the redone epoch."""
-    epoch, progress = resume.restore_file(run, run.out / "state" / "healthy.safetensors")
+def _cannot_roll_back(run: "Run", epoch: int) -> str | None:
+    """Why epoch ``epoch`` (0-based) cannot be redone, or None when it can.
+
+    Only the end of the previous epoch is a valid restart point: after a redone epoch collapsed
+    again it was kept, so the healthy state is older, and restoring it would silently discard
+    epochs already logged and saved."""
+    if not run.method.has_remedy:
+        return "no remedy for this method"
+    path = run.out / "state" / HEALTHY
+    if not path.exists():
+        return "no healthy state"
+    try:
+        healthy_epoch = read_state_info(path)["epoch"]
+    except Exception as exc:  # noqa: BLE001 (truncated header, bad JSON: then there is nothing to restore)
+        return f"the healthy state {path} is unreadable ({exc})"
+    if healthy_epoch != epoch:
+        return f"the last healthy state is from the end of epoch {healthy_epoch}, not {epoch}"
+    return None
+
+
+def rollback(run: "Run") -> tuple[int, EpochProgress]:
+    """Restore the last healthy epoch end and switch the method's remedy on for the redone epoch.
+
+    Returns (epoch to redo, its progress). The restored state is saved at once as the newest
+    state, which also deletes the abandoned attempt's later states, so a kill during the redone
+    epoch resumes it with the remedy rather than the collapsed attempt."""
+    done = set(run.rollbacks)  # the healthy state predates this rollback; its record must not shrink
+    epoch, progress = resume.restore_file(run, run.out / "state" / HEALTHY)
+    run.rollbacks = done
     run.method.set_remedy(True)
     run.remedy_active = True
+    resume.save(run, epoch, progress)
     run.log(f"  rolled back to the end of epoch {epoch}; redoing epoch {epoch + 1} with the method's remedy "
             f"({run.method.remedy})")
-    return progress
+    return epoch, progress

@@ -5,6 +5,7 @@ checkpoints and logging."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from nuat.attacks.ifgsm import ifgsm
 from nuat.checkpoints import save_model
-from nuat.data import BatchLoader, get_dataset_spec, load_dataset, subset, validation_split
+from nuat.data import BatchLoader, check_classes, get_dataset_spec, load_dataset, subset, validation_split
 from nuat.eval.accuracy import batch_correct
 from nuat.losses import nuclear_backend
 from nuat.methods import build_method
@@ -26,18 +27,14 @@ from nuat.models import build_model
 from nuat.methods.base import StepContext
 from nuat.train import fastpath, health, resume
 from nuat.train.config import TrainConfig
+from nuat.train.device import resolve_device
 from nuat.train.progress import EpochProgress
+from nuat.train.rundir import clear_run_outputs, write_text_atomic
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
 from nuat.train.schedules import cyclic_step_lr, lambda_ramp, step_lr
 
 VAL_BATCH = 500
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass
@@ -83,12 +80,17 @@ def build_run(cfg: TrainConfig) -> Run:
         fastpath.keep_freed_cpu_memory()  # no page faults for every step's activations (docs/speed.md)
     torch.manual_seed(cfg.seed)
     spec = get_dataset_spec(cfg.dataset)
-    data = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    data = load_dataset(cfg.dataset, "train", cfg.data_dir, progress=cfg.progress)
     train_idx, val_idx = validation_split(data.labels, per_class=cfg.val_per_class)
     if cfg.train_limit is not None:
         train_idx = train_idx[: cfg.train_limit]
     train_data, val_data = subset(data, train_idx), subset(data, val_idx)
     c, h, _ = data.image_shape
+    if cfg.final_eval and spec.num_classes is None:
+        # classes read from the folders: a test split with other classes would otherwise be
+        # refused only after the training (fixed-class data sets cannot differ)
+        test = load_dataset(cfg.dataset, "test", cfg.data_dir, image_size=h, progress=cfg.progress)
+        check_classes(test, data.classes, f"the {cfg.dataset} test split (for --final-eval {cfg.final_eval})")
     model = build_model(cfg.model, num_classes=len(data.classes), in_channels=c, image_size=h).to(device)
     model = fastpath.prepare_model(model, channels_last=cfg.channels_last)
     method = build_method(cfg.method, **cfg.method_hparams)
@@ -240,13 +242,15 @@ def _reported_models(run: Run) -> dict[str, nn.Module]:
 
 def save_epoch(run: Run, epoch: int, scores: dict[str, dict[str, float]]) -> list[str]:
     """Write ``last`` (and ``last-ema``) every epoch; ``best*`` when the validation I-FGSM accuracy
-    improves (the best epoch is chosen on the validation split, as published)."""
+    improves (the best epoch is chosen on the validation split, as published). Without a
+    validation split (``--val-per-class 0``, scores NaN) every epoch is the best so far: ``best``
+    is the last epoch."""
     saved = []
     for suffix, model in _reported_models(run).items():
         info = _checkpoint_info(run, epoch, scores[suffix])
         save_model(run.out / f"last{suffix}.safetensors", model, **info)
         robust = scores[suffix]["robust"]
-        if suffix not in run.best or robust > run.best[suffix]:
+        if suffix not in run.best or robust > run.best[suffix] or math.isnan(robust):
             run.best[suffix] = robust
             save_model(run.out / f"best{suffix}.safetensors", model, **info)
             saved.append(f"best{suffix}")
@@ -307,7 +311,8 @@ def _install_signal_handlers(run: Run) -> dict[int, Any]:
 
 
 def _start(run: Run, resume_run: bool) -> tuple[int, EpochProgress]:
-    """Fresh run: create the run directory. Resume: restore the newest good state."""
+    """Fresh run: create the run directory, without an earlier run's outputs. Resume: restore the
+    newest good state."""
     cfg = run.cfg
     if resume_run:
         found = resume.restore_latest(run)
@@ -317,8 +322,11 @@ def _start(run: Run, resume_run: bool) -> tuple[int, EpochProgress]:
             run.log(f"resuming {run.out} from {path.name}: epoch {epoch + 1}, batch {progress.batch}")
             return epoch, progress
         run.log(f"no usable training state in {run.out / 'state'}; starting from the beginning")
+    removed = clear_run_outputs(run.out) if run.out.is_dir() else []
+    if removed:
+        run.log(f"removed {len(removed)} files of an earlier run in {run.out}")
     run.out.mkdir(parents=True, exist_ok=True)
-    (run.out / "config.json").write_text(json.dumps({**cfg.to_dict(), **run.info}, indent=2) + "\n")
+    write_text_atomic(run.out / "config.json", json.dumps({**cfg.to_dict(), **run.info}, indent=2) + "\n")
     (run.out / "metrics.jsonl").write_text("")
     return 0, EpochProgress()
 
@@ -356,7 +364,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
             if "-ema" in scores:
                 stats["val_clean_acc_ema"], stats["val_ifgsm7_acc_ema"] = scores["-ema"]["clean"], scores["-ema"]["robust"]
             if health.after_epoch(run, epoch, stats):  # rolled back: redo this epoch with the remedy
-                progress = health.rollback(run)
+                epoch, progress = health.rollback(run)
                 continue
             run.train_seconds += stats["seconds"]
             stats["saved"] = save_epoch(run, epoch, scores)
@@ -384,7 +392,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
         from nuat.train.final_eval import final_evaluation
 
         summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=run.log)
-    (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")  # marks the run finished
     return summary
 
 

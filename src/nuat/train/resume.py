@@ -44,6 +44,7 @@ def snapshot(run: "Run", epoch: int, progress: EpochProgress) -> tuple[dict[str,
         "loader": {"next_batch": loader["next_batch"], "augment_seed": loader["augment_seed"]},
         "optimizer": opt_info, "rng": rng_info, "method": run.method.state_dict(),
         "train_seconds": run.train_seconds, "health": run.health, "config": run.cfg.to_dict(),
+        "rollbacks": sorted(run.rollbacks), "remedy_active": run.remedy_active,
     }
     return tensors, info
 
@@ -73,6 +74,10 @@ def restore(run: "Run", tensors: dict[str, torch.Tensor], info: dict[str, Any]) 
     run.metrics_lines = info["metrics_lines"]
     run.train_seconds = info["train_seconds"]
     run.health = dict(info["health"])
+    # a state saved inside a redone epoch carries its remedy; states of older versions have none
+    run.rollbacks = set(info.get("rollbacks", []))
+    run.remedy_active = bool(info.get("remedy_active", False))
+    run.method.set_remedy(run.remedy_active)
     sums = {k[len("sums/"):]: v.to(run.device) for k, v in tensors.items() if k.startswith("sums/")}
     progress = EpochProgress(sums=sums, passes=list(info["passes"]), batch=info["batch"], seconds=info["seconds"])
     return info["epoch"], progress

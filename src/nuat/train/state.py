@@ -65,18 +65,37 @@ def save_state(folder: Path, iteration: int, tensors: dict[str, torch.Tensor], i
                name: str | None = None) -> Path:
     """Write one state file atomically and keep only the newest ``KEEP`` of them.
 
+    Numbered states of later iterations are deleted first: they belong to an abandoned attempt (an
+    epoch rolled back after a collapse), and resuming picks the highest number. Deleting before
+    writing means a kill in between leaves only older states, from which the run replays exactly.
     ``name`` writes a separately named file instead (e.g. the last healthy epoch end), never pruned.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "sha256": tensors_digest(cpu), "info": json.dumps(info)}
     path = folder / (f"{name}.safetensors" if name else f"state-{iteration:010d}.safetensors")
+    if not name:
+        discard_states_after(folder, iteration)
     atomic_write_bytes(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
     if name:
         return path
     for old in sorted(folder.glob("state-*.safetensors"))[:-KEEP]:
         old.unlink(missing_ok=True)
     return path
+
+
+def state_iteration(path: Path) -> int | None:
+    """The iteration in a ``state-<iteration>.safetensors`` name; None for other names."""
+    digits = path.name[len("state-"):-len(".safetensors")]
+    return int(digits) if path.name.startswith("state-") and digits.isdigit() else None
+
+
+def discard_states_after(folder: Path, iteration: int) -> None:
+    """Delete the numbered states of iterations after ``iteration``."""
+    for path in folder.glob("state-*.safetensors"):
+        later = state_iteration(path)
+        if later is not None and later > iteration:
+            path.unlink(missing_ok=True)
 
 
 def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -88,6 +107,15 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if tensors_digest(tensors) != meta.get("sha256"):
         raise ValueError("content hash does not match the one in its metadata")
     return tensors, json.loads(meta["info"])
+
+
+def read_state_info(path: Path) -> dict[str, Any]:
+    """The JSON facts of a state file (epoch, iteration, ...), from its header only (not verified)."""
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"not a nuat training state (format {meta.get('format')!r})")
+    return json.loads(meta["info"])
 
 
 def load_latest_state(folder: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:

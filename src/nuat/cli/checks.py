@@ -1,0 +1,60 @@
+"""Checks the commands share, run before any expensive work: the ``--out`` path (the ``--device``
+is checked by :func:`nuat.train.device.resolve_device`).
+
+Each raises :class:`~nuat.errors.UsageError` with one line naming the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from nuat.errors import UsageError
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (``.`` for a relative path with none)."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(".")
+
+
+def _check_writable_folder(folder: Path, flag: str, value: str) -> None:
+    """``folder`` (an existing directory) accepts new entries: probed by creating and removing an
+    empty temporary folder (``os.access`` says yes to root even on read-only file systems)."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".nuat-write-check-", dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"{flag} {value}: cannot write in {folder} ({reason}); give a path in a writable folder")
+    os.rmdir(probe)
+
+
+def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = False) -> Path:
+    """Check an output path before any work, and return it as a :class:`Path`; nothing is created.
+
+    ``prefix=False``: ``value`` is an output folder; it may exist (as a folder) or not.
+    ``prefix=True``: ``value`` is a file name without suffix (``nuat bench``: ``<out>.json``,
+    ``<out>.md``, ...); it must not be a folder, and its parent is checked as the folder.
+    Walking up from the folder, the first path that exists must be a writable folder; a file
+    there means some component of ``value`` is a file. UsageError (one line) otherwise.
+    """
+    text = os.fspath(value)
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise UsageError(f"{flag} is empty; give a path")
+    if prefix:
+        if path.is_dir():
+            raise UsageError(f"{flag} {text} is a folder; give a path without suffix, e.g. {text}/bench")
+        folder = path.parent
+    else:
+        folder = path
+        if os.path.lexists(path) and not path.is_dir():
+            raise UsageError(f"{flag} {text} exists and is not a folder; give a folder path")
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {text}: {existing} is a file, not a folder; give a path whose parents are folders")
+    _check_writable_folder(existing, flag, text)
+    return path

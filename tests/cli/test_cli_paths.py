@@ -1,0 +1,124 @@
+"""--out and --device are checked before any work: a bad one is one line on stderr, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from nuat.checkpoints import save_model
+from nuat.cli import main
+from nuat.models import build_model
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    path = tmp_path / "ck.safetensors"
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    save_model(path, model, dataset="mnist", eps=0.3, classes=[str(i) for i in range(10)])
+    return path
+
+
+def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line(err: str) -> None:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _commands(data: str, checkpoint: Path) -> dict[str, list[str]]:
+    """Each command with cheap settings; ``--out`` is appended by the tests."""
+    return {
+        "train": ["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1", "--train-limit", "64",
+                  "--final-eval", "0", "--no-progress"],
+        "eval": ["eval", str(checkpoint), "--data-dir", data, "--n", "8", "--attacks", "clean", "--no-progress"],
+        "sanity": ["sanity", str(checkpoint), "--data-dir", data, "--n", "8", "--no-progress"],
+        "bench": ["bench", "--methods", "erm", "--data-dir", data, "--steps", "1", "--trials", "1", "--warmup", "0",
+                  "--batch-size", "8"],
+    }
+
+
+def test_out_below_a_file_is_refused_before_any_work(tmp_path, checkpoint, real_data_dir, capsys):
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("x")
+    before = _listing(tmp_path)
+    for name, argv in _commands(str(real_data_dir), checkpoint).items():
+        code, out, err = _run(capsys, argv + ["--out", str(blocker / "r")])
+        assert code == 2, (name, err)
+        _one_line(err)
+        assert f"nuat {name}: error: --out {blocker / 'r'}" in err and "blocker.txt is a file" in err, err
+        assert "bench: building" not in out  # refused before the work, not after it
+    assert _listing(tmp_path) == before
+
+
+def test_out_that_is_a_file_or_a_folder_of_the_wrong_kind(tmp_path, checkpoint, real_data_dir, capsys):
+    commands = _commands(str(real_data_dir), checkpoint)
+    before = _listing(tmp_path)
+    for name in ("train", "eval", "sanity"):  # an output folder that exists as a file
+        code, _, err = _run(capsys, commands[name] + ["--out", str(checkpoint)])
+        assert code == 2, (name, err)
+        _one_line(err)
+        assert "exists and is not a folder" in err, err
+    code, _, err = _run(capsys, commands["bench"] + ["--out", str(tmp_path)])  # bench's --out is a file prefix
+    assert code == 2 and "is a folder; give a path without suffix" in err, err
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc, a folder nobody can write in")
+def test_out_in_a_folder_that_cannot_be_written(tmp_path, checkpoint, real_data_dir, capsys):
+    for name, argv in _commands(str(real_data_dir), checkpoint).items():
+        code, out, err = _run(capsys, argv + ["--out", "/proc/nuat-out-check/run"])
+        assert code == 2, (name, err)
+        _one_line(err)
+        assert "cannot write in /proc" in err and "bench: building" not in out, err
+
+
+def test_default_out_of_a_checkpoint_in_a_read_only_place(tmp_path, checkpoint, real_data_dir, capsys, monkeypatch):
+    """Without --out, eval writes beside the checkpoint: that folder is checked too (here: a fake one)."""
+    import nuat.cli.checks as checks
+
+    def refuse(folder, flag, value):
+        raise checks.UsageError(f"{flag} {value}: cannot write in {folder} (Read-only file system)")
+
+    monkeypatch.setattr(checks, "_check_writable_folder", refuse)
+    code, _, err = _run(capsys, _commands(str(real_data_dir), checkpoint)["eval"])
+    assert code == 2 and "the default --out" in err and "eval-ck" in err, err
+    _one_line(err)
+
+
+def test_bad_or_missing_device_is_one_line(tmp_path, checkpoint, real_data_dir, capsys):
+    missing = "cuda:99" if torch.cuda.is_available() else "cuda"
+    for name, argv in _commands(str(real_data_dir), checkpoint).items():
+        for device in ("bogus", missing):
+            out_dir = tmp_path / f"{name}-{device.replace(':', '')}"
+            code, out, err = _run(capsys, argv + ["--device", device, "--out", str(out_dir / "r")])
+            assert code == 2, (name, device, err)
+            _one_line(err)
+            assert f"--device {device!r}" in err and "auto, cpu" in err, err
+            assert not out_dir.exists() and "bench: building" not in out
+
+
+def test_an_os_error_late_in_a_command_is_one_line(monkeypatch, capsys):
+    import nuat.cli.bench_cmd as bench_cmd
+
+    def late_failure(args):
+        open("/nonexistent-folder-for-nuat/x.json", "w")
+
+    monkeypatch.setattr(bench_cmd, "run", late_failure)
+    code, _, err = _run(capsys, ["bench"])
+    assert code == 2
+    _one_line(err)
+    assert err.startswith("nuat bench: error: No such file or directory: /nonexistent-folder-for-nuat/x.json"), err

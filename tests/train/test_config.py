@@ -1,0 +1,66 @@
+"""Bad settings of a run are refused before any work: the device, a run's saved config.json."""
+
+import json
+
+import pytest
+import torch
+
+from nuat.cli import main
+from nuat.errors import UsageError
+from nuat.train.config import TrainConfig, load_run_config
+from nuat.train.device import resolve_device
+
+BASE = dict(dataset="mnist", model="small-cnn", method="nuat", eps=0.3, epochs=2, batch_size=50, lr=0.05)
+
+
+@pytest.mark.parametrize("name,problem", [("bogus", "is not a device"), ("cuda:x", "is not a device"),
+                                          ("cuda:99", "is not available"), ("cpu:1", "is not available"),
+                                          ("xpu", "is not available")])
+def test_unusable_device_is_a_usage_error_naming_the_allowed_values(name, problem):
+    with pytest.raises(UsageError, match=problem) as err:
+        TrainConfig(**BASE, device=name).validate()
+    message = str(err.value)
+    assert f"--device {name!r}" in message and "auto, cpu" in message and "\n" not in message
+
+
+def test_cuda_without_a_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match=r"--device 'cuda' is not available on this machine; choose one of: auto, cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_train_with_a_bad_device_exits_2_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "mnist", "--method", "nuat", "--epochs", "1", "--device", "bogus",
+                 "--data-dir", str(tmp_path / "no-data"), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--device 'bogus' is not a device" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("{", "cannot read the run configuration"),
+    ("[1, 2]", "is not a JSON object"),
+    (json.dumps({k: v for k, v in BASE.items() if k != "lr"}), "lacks lr"),
+    (json.dumps({**BASE, "epochs": 0}), "is invalid: --epochs 0 is invalid"),
+    (json.dumps({**BASE, "lr": "fast"}), "is invalid"),
+    (json.dumps({**BASE, "averages": [0.9]}), "is invalid"),
+])
+def test_broken_run_config_is_a_usage_error_naming_the_file(tmp_path, text, expected):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=expected) as err:
+        load_run_config(path, out=str(tmp_path), device="cpu")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_config_loads_with_overrides(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**BASE, "device": "cuda:7", "commit": "abc", "train_size": 300}))  # + run facts
+    cfg = load_run_config(path, out=str(tmp_path), progress=False, device="cpu")
+    assert (cfg.epochs, cfg.device, cfg.out, cfg.progress) == (2, "cpu", str(tmp_path), False)
+    with pytest.raises(UsageError, match="^--device 'bogus'"):  # the command line's value, not the file's
+        load_run_config(path, device="bogus")
+    with pytest.raises(UsageError, match="cannot read the run configuration"):
+        load_run_config(tmp_path / "missing.json")

@@ -1,0 +1,70 @@
+"""The run directory: --overwrite starts clean, a final evaluation that cannot work is refused
+before training, and without a validation split the last epoch is the best."""
+
+import json
+
+from PIL import Image
+
+import nuat
+from nuat.cli import main
+from nuat.train import loop
+from nuat.train.config import TrainConfig
+from nuat.train.curves import best_epoch
+from nuat.train.state import read_state
+
+TINY = ["--dataset", "mnist", "--method", "nuat", "--eps", "0.3", "--epochs", "1", "--train-limit", "100",
+        "--batch-size", "50", "--val-per-class", "2", "--final-eval", "0", "--no-progress"]
+
+
+def test_overwrite_removes_the_earlier_runs_outputs_but_not_other_files(real_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    out = tmp_path / "run"
+    (out / "state").mkdir(parents=True)
+    stale = ["best-ema.safetensors", "last-ema.safetensors", "summary.json", "curves.png", ".config.json.x1.tmp",
+             "state/state-0000009999.safetensors", "state/healthy.safetensors"]
+    for name in stale:  # an earlier -WA run, longer than this one
+        (out / name).write_text("earlier run")
+    (out / "notes.txt").write_text("mine")
+    (out / "state" / "notes.txt").write_text("mine too")
+    code = main(["train", *TINY, "--save-every", "1", "--data-dir", str(real_data_dir), "--out", str(out),
+                 "--overwrite"])
+    assert code == 0
+    assert not any((out / name).exists() for name in stale if name not in ("summary.json", "state/healthy.safetensors"))
+    assert json.loads((out / "summary.json").read_text())["train_size"] == 100
+    assert read_state(out / "state" / "healthy.safetensors")[1]["iteration"] == 2
+    states = sorted(p.name for p in (out / "state").glob("state-*"))
+    assert states == ["state-0000000001.safetensors", "state-0000000002.safetensors"]  # none pruned by old ones
+    assert (out / "notes.txt").read_text() == "mine" and (out / "state" / "notes.txt").read_text() == "mine too"
+
+
+def _image_folder(root, split, classes):
+    for i, name in enumerate(classes):
+        folder = root / "imagefolder" / split / name
+        folder.mkdir(parents=True)
+        for j in range(4):
+            Image.new("RGB", (16, 16), (40 * i, 60 * j, 100)).save(folder / f"{j}.png")
+
+
+def test_test_split_with_other_classes_is_refused_before_training(tmp_path, capsys):
+    _image_folder(tmp_path, "train", ["cat", "dog", "fox"])
+    _image_folder(tmp_path, "test", ["cat", "dog"])
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "imagefolder", "--model", "small-cnn", "--method", "erm", "--epochs", "1",
+                 "--batch-size", "4", "--val-per-class", "1", "--final-eval", "10", "--no-progress",
+                 "--data-dir", str(tmp_path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "imagefolder test split" in err and "test classes differ" in err and "missing ['fox']" in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_without_validation_the_last_epoch_is_best(real_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    out = tmp_path / "run"
+    loop.train(TrainConfig(dataset="mnist", model="small-cnn", method="nuat", eps=0.3, epochs=2, batch_size=50,
+                           lr=0.05, data_dir=str(real_data_dir), out=str(out), train_limit=100, val_per_class=0,
+                           final_eval=0, progress=False))
+    assert nuat.load_model(out / "best.safetensors").checkpoint_metadata["epoch"] == 2
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["val_ifgsm7_acc"] != records[0]["val_ifgsm7_acc"]  # NaN: no validation split
+    assert best_epoch(records) == 2  # the epoch curves.png marks
