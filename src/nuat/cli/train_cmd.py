@@ -60,7 +60,8 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
     x.add_argument("--resume", metavar="RUN_DIR|auto",
                    help="continue an interrupted run from its newest good state (auto: the --out folder, if it "
-                        "holds an unfinished run; otherwise start fresh)")
+                        "holds an unfinished run; otherwise start fresh, which needs --overwrite where "
+                        "--out holds files)")
     x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (0: epoch ends)")
     x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn or rollback")
     f = p.add_argument_group("fast path (GPU; default: the faithful float32 step; see docs/speed.md)")
