@@ -96,17 +96,18 @@ def test_nuclear_attack_is_one_eps_step_from_bernoulli_start():
 @pytest.mark.parametrize("attack", [
     lambda m, x, y: ifgsm(m, x, y, eps=0.1, steps=0),
     lambda m, x, y: pgd(m, x, y, eps=0.1, steps=0),
+    lambda m, x, y: pgd(m, x, y, eps=0.1, steps=5, restarts=0),
     lambda m, x, y: pgd_trace(m, x, y, eps=0.1, steps=-1, step_size=0.01),
     lambda m, x, y: pgd_trace(m, x, y, eps=0.1, steps=0, step_size=0.01),
     lambda m, x, y: targeted_pgd(m, x, y, eps=0.1, steps=0),
     lambda m, x, y: gama_pgd(m, x, y, eps=0.1, steps=0),
     lambda m, x, y: nuclear(m, x, y, eps=0.1, steps=0),
-], ids=["ifgsm", "pgd", "pgd_trace-neg", "pgd_trace-0", "targeted_pgd", "gama_pgd", "nuclear"])
+], ids=["ifgsm", "pgd", "pgd-restarts-0", "pgd_trace-neg", "pgd_trace-0", "targeted_pgd", "gama_pgd", "nuclear"])
 def test_attacks_refuse_fewer_than_one_step(attack):
     # 0 steps divided by zero (default step eps / steps) or silently returned the random start
     model = tiny_cnn()
     x, y = batch(n=4)
-    with pytest.raises(ValueError, match="steps must be >= 1, got -?[0-9]+"):
+    with pytest.raises(ValueError, match="(steps|restarts) must be >= 1, got -?[0-9]+"):
         attack(model, x, y)
 
 

@@ -112,10 +112,12 @@ def pgd(
         (B, C, H, W) adversarial images in the eps-ball and [0, 1].
     """
     check_steps(steps)
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
     size = 2.5 * eps / steps if step_size is None else step_size
     result = inputs.detach().clone()
     remaining = torch.ones(labels.shape[0], dtype=torch.bool, device=inputs.device)
-    for _ in range(max(1, restarts)):
+    for _ in range(restarts):
         idx = remaining.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
