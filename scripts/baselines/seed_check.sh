@@ -24,13 +24,16 @@ SEED=$seed RUNS=$RUNS/s$seed scripts/baselines/run_all.sh $methods > /dev/null
 scripts/baselines/eval_all.sh "${dirs[@]}" > /dev/null
 # shellcheck disable=SC2086
 python3 - "$RUNS" "${BASE:-runs/baselines}" $methods <<'PY'
-import glob, json, sys
+import glob, json, os, sys
 runs, base, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
 print("| method | seed | clean | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for m in methods:
-    found = [(0, p) for p in glob.glob(f"{base}/{m}/eval/*/eval.json")]
-    found += [(int(p.split("/")[-5][1:]), p) for p in glob.glob(f"{runs}/s*/{m}/eval/*/eval.json")]
+    # the reported checkpoint's evaluation only, chosen as eval_all.sh does (best-ema where kept)
+    reported = lambda run: f"{run}/eval/{'best-ema' if os.path.exists(f'{run}/best-ema.safetensors') else 'best'}/eval.json"
+    found = [(0, reported(f"{base}/{m}"))]
+    found += [(int(run.split("/")[-2][1:]), reported(run)) for run in glob.glob(f"{runs}/s*/{m}")]
+    found = [(seed, path) for seed, path in found if os.path.exists(path)]
     for seed, path in sorted(found):
         rows = {a["name"]: a for a in json.load(open(path))["attacks"]}
         aa = rows.get("aa")

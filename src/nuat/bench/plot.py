@@ -1,7 +1,7 @@
 """``<out>.png`` beside a ``nuat bench`` report: each method's time per iteration against its floor.
 
 One horizontal bar per (method, variant): the median time per iteration with its quartiles
-over trials as a whisker, the floor from the method's pass counts as a black tick, and the
+over trials as a whisker, the floor from the method's pass counts as a crimson tick, and the
 ratio to ERM of the same variant as a label. Needs matplotlib (the ``plot`` extra); without it
 no figure is drawn.
 """

@@ -337,7 +337,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "method": t.method, "variant": t.variant.name,
             "passes_per_example": passes,
             "seconds_per_iteration": summarize(t.seconds).to_dict(),
-            "images_per_s": t.run.cfg.batch_size / summarize(t.seconds).median,
+            # per wall second whatever the summaries' clock: CPU time sums the threads
+            "images_per_s": t.run.cfg.batch_size / summarize(t.clocks["wall"]).median,
             "floor_seconds": summarize(floor).to_dict(),
             "measured_over_floor": summarize(_per_round(t.seconds, floor, lambda a, b: a / b)).to_dict(),
             "peak_memory": t.peak, "loss_finite": t.progress.loss_is_finite(),

@@ -48,6 +48,10 @@ def best_epoch(records: list[dict[str, Any]]) -> int | None:
     return s[0][max(range(len(s[1])), key=s[1].__getitem__)]
 
 
+#: epochs up to which each point gets a marker
+MAX_DOTTED_EPOCHS = 30
+
+
 def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
     """Draw ``png_path`` from the epoch records in ``metrics_path`` (written atomically); returns
     the path, or None when there is nothing to draw or matplotlib is not installed."""
@@ -61,10 +65,12 @@ def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: 
     if not records:
         return None
     fig, (acc, loss, sched) = plt.subplots(1, 3, figsize=(14, 3.8))
+    # a dot per epoch, except on long runs, where dots would hide the weight average's dashes
+    dot = "." if len(records) <= MAX_DOTTED_EPOCHS else None
     for key, label, colour, style in ACCURACIES:
         s = _series(records, key)
         if s:
-            acc.plot(s[0], [100 * v for v in s[1]], style, color=colour, marker=".", label=label)
+            acc.plot(s[0], [100 * v for v in s[1]], style, color=colour, marker=dot, label=label)
     epoch = best_epoch(records)
     if epoch is not None:
         acc.axvline(epoch, color="grey", linestyle=":", label=f"best epoch ({epoch})")
@@ -73,18 +79,18 @@ def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: 
     for key, label in LOSSES:
         s = _series(records, key)
         if s:
-            loss.plot(s[0], s[1], marker=".", label=label)
+            loss.plot(s[0], s[1], marker=dot, label=label)
     loss.set(xlabel="epoch", title="training loss (epoch mean)")
     loss.legend(fontsize=7)
     s = _series(records, "lr")
     if s:
-        sched.plot(s[0], s[1], color="C0", marker=".", label="learning rate (last step)")
+        sched.plot(s[0], s[1], color="C0", marker=dot, label="learning rate (last step)")
     sched.set(xlabel="epoch", ylabel="learning rate", title="schedules")
     handles = sched.get_lines()
     lam = _series(records, "lambda")
     if lam and any(v != 0 for v in lam[1]):
         twin = sched.twinx()
-        handles += twin.plot(lam[0], lam[1], color="C1", marker=".", label="lambda (right axis)")
+        handles += twin.plot(lam[0], lam[1], color="C1", marker=dot, label="lambda (right axis)")
         twin.set_ylabel("lambda", color="C1")
     sched.legend(handles=handles, fontsize=7, loc="upper left")
     for ax in (acc, loss, sched):
