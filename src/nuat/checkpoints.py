@@ -23,8 +23,17 @@ from nuat.errors import CheckpointError, UsageError
 FORMAT = "nuat-model/1"
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask); mkstemp's own is 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write a file atomically: ``write(tmp_path)`` into a temp file in the same folder, fsync, rename."""
+    """Write a file atomically: ``write(tmp_path)`` into a temp file ``.<name>.*.tmp`` in the same
+    folder, fsync, rename; the file gets the usual permissions (readable by others where the umask
+    allows), not the temp file's owner-only ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,10 +42,16 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` (UTF-8): a reader sees the old file or the whole new one."""
+    atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_model(path: str | Path, model: nn.Module, **info: Any) -> None:

@@ -6,8 +6,6 @@ result, never the result, so callers draw nothing where it is missing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +29,11 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     half a PNG), then close it; returns the path."""
     import matplotlib.pyplot as plt
 
+    from nuat.checkpoints import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+    try:  # the temp file's name ends in .tmp: the format comes from the real name
+        atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:] or "png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -122,3 +122,16 @@ def test_an_os_error_late_in_a_command_is_one_line(monkeypatch, capsys):
     assert code == 2
     _one_line(err)
     assert err.startswith("nuat bench: error: No such file or directory: /nonexistent-folder-for-nuat/x.json"), err
+
+
+def test_a_full_disk_is_not_reported_as_bad_input(monkeypatch, capsys):
+    import errno
+
+    import nuat.cli.bench_cmd as bench_cmd
+
+    def disk_full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x.json")
+
+    monkeypatch.setattr(bench_cmd, "run", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _run(capsys, ["bench"])

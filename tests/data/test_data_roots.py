@@ -224,19 +224,3 @@ def test_download_shows_a_byte_progress_bar_unless_turned_off(monkeypatch, tmp_p
     with progress_bars(False):
         dl.download_files(tmp_path / "b", ((url,), md5))
     assert bars[1].kwargs["disable"] is True and (tmp_path / "b" / "big.bin").read_bytes() == payload
-
-
-def test_one_argument_present_still_works(monkeypatch, tmp_path, fakes):
-    """A data set registered with ``present(folder)`` (no split) is asked for every split."""
-    calls = []
-
-    def present(folder):
-        calls.append(folder)
-        return (folder / "ok").is_file()
-
-    spec = dataclasses.replace(get_dataset_spec("mnist"), present=present)
-    monkeypatch.setitem(DATASETS, "mnist", spec)
-    fakes.write_mnist(tmp_path / "mnist")
-    (tmp_path / "mnist" / "ok").write_text("")
-    assert spec.holds(tmp_path / "mnist", "test") and find_root("mnist", tmp_path, split="train") == tmp_path
-    assert len(load_dataset("mnist", "test", tmp_path)) == 20 and calls

@@ -165,6 +165,24 @@ def test_saving_a_state_discards_later_states_of_an_abandoned_attempt(tmp_path):
     assert load_latest_state(tmp_path)[0].name == "state-0000000014.safetensors"
 
 
+def test_a_failed_state_write_keeps_the_later_states(tmp_path, monkeypatch):
+    # a kill while the rollback's state is written must leave a state to resume from: the
+    # abandoned attempt's states go only once the new one is on disk
+    import nuat.train.state as state_module
+
+    tensors = {"w": torch.zeros(2)}
+    for iteration in (14, 16):
+        save_state(tmp_path, iteration, tensors, {})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(state_module, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_state(tmp_path, 12, tensors, {"after": "rollback"})
+    assert load_latest_state(tmp_path)[0].name == "state-0000000016.safetensors"
+
+
 def test_no_rollback_to_a_state_older_than_the_previous_epoch(real_data_dir, tmp_path, monkeypatch, capsys):
     # epoch 3 collapses, so does its redo (kept, with a warning), then epoch 4: the healthy state is
     # from the end of epoch 2, and restoring it would discard the logged epoch 3

@@ -6,12 +6,17 @@ Bad input is reported as one line on stderr with exit code 2, and nothing is wri
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
 from nuat.errors import UsageError
 
 SUBCOMMANDS = ("train", "eval", "sanity", "bench")
+#: OSErrors that mean a bad path on the command line (exit 2); others (a full disk, I/O errors)
+#: are failures of the machine and keep their traceback
+PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS,
+               errno.ENAMETOOLONG, errno.ELOOP}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nuat {args.command}: error: {exc}\n")
         return 2
     except OSError as exc:  # last resort: a path the checks before the work did not catch
+        if exc.errno not in PATH_ERRNOS:
+            raise
         sys.stderr.write(f"nuat {args.command}: error: {os_error_line(exc)}\n")
         return 2
     except KeyboardInterrupt:

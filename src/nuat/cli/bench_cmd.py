@@ -104,9 +104,8 @@ def run(args: argparse.Namespace) -> int:
     decode_threads = parse_counts(args.decode_threads)
     if decode_threads and not args.loader:
         raise UsageError("--decode-threads applies with --loader")
-    if args.out is not None:
-        check_out(args.out, prefix=True)
-    else:  # the default's folder; the file name (model, batch size) is known after the run
+    out = None if args.out is None else check_out(args.out, prefix=True)  # "~" expanded as checked
+    if out is None:  # the default's folder; the file name (model, batch size) is known after the run
         check_out(Path("benchmarks", "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
                   prefix=True)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
@@ -127,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
                                         device=device, data_dir=cfg.data_dir,
                                         batches=cfg.steps, trials=cfg.trials, seed=cfg.seed,
                                         decode_threads=decode_threads, log=log)
-    out = args.out
     if out is None:
         kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"
         c = result["config"]

@@ -141,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {folder / 'eval.json'} and {folder / 'eval.md'}", file=sys.stderr)
     text = "\n".join(tables)
     if several:
-        from nuat.checkpoints import atomic_write_bytes
+        from nuat.checkpoints import atomic_write_text
 
-        atomic_write_bytes(out / "eval.md", lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(out / "eval.md", text)
     print(text)
     return 0

@@ -173,7 +173,7 @@ def resolve_config(args: argparse.Namespace):
         raise UsageError(f"--lr-up/--lr-down shape the cyclic-step LR, but {source} is a step LR (drops at "
                          f"{','.join(f'{d:g}' for d in lr_drops)}); add --lr-drops none to use the cyclic one")
     pick = lambda cli, key, default: cli if cli is not None else recipe.get(key, default)  # noqa: E731
-    out = args.out or f"runs/{spec.name}-{args.method}-seed{args.seed}"
+    out = run_folder(args)
     cfg = TrainConfig(
         dataset=spec.name, model=pick(args.model, "model", "resnet18"), method=args.method, eps=eps,
         epochs=pick(args.epochs, "epochs", 100), batch_size=pick(args.batch_size, "batch_size", 64),
@@ -196,9 +196,17 @@ def resolve_config(args: argparse.Namespace):
         raise UsageError(f"method {args.method!r}: {exc}") from None
     check_model_name(cfg.model)
     out_path = check_out(cfg.out)
+    cfg.out = str(out_path)  # "~" expanded as checked
     if out_path.is_dir() and any(out_path.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {cfg.out} already holds files; choose another folder or pass --overwrite")
     return cfg
+
+
+def run_folder(args: argparse.Namespace) -> str:
+    """``--out``, or the default ``runs/<dataset>-<method>-seed<seed>``."""
+    from nuat.data import get_dataset_spec
+
+    return args.out or f"runs/{get_dataset_spec(args.dataset).name}-{args.method}-seed{args.seed}"
 
 
 def unfinished(folder: Path) -> bool:
@@ -223,8 +231,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.resume != "auto":
         cfg, resume_run = resumed_config(Path(args.resume), args), True
-    elif args.resume == "auto" and args.out and unfinished(Path(args.out)):
-        cfg, resume_run = resumed_config(Path(args.out), args), True
+    elif args.resume == "auto" and unfinished(Path(run_folder(args)).expanduser()):
+        cfg, resume_run = resumed_config(Path(run_folder(args)).expanduser(), args), True
     else:
         cfg, resume_run = resolve_config(args), False
     try:

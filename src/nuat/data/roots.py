@@ -52,7 +52,7 @@ def search_root(spec: DatasetSpec, data_dir: str | os.PathLike | None = None,
     split), or None."""
     for root in candidate_roots(data_dir):
         try:
-            if spec.holds(root / spec.name, split):
+            if spec.present(root / spec.name, split):
                 return root
         except OSError:  # unreadable folder: not a hit
             continue
@@ -78,7 +78,7 @@ def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download:
         cache = data_cache_dir()
         try:
             spec.download(cache / spec.name)
-            if spec.holds(cache / spec.name, split):
+            if spec.present(cache / spec.name, split):
                 return cache
             note = "; the download did not produce the expected files"
         except DownloadError as exc:

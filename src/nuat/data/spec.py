@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,7 @@ class DatasetSpec:
         loader: ``loader(folder, split, image_size, class_list) -> ImageData``; ``folder``
             is ``<root>/<name>``, ``split`` is ``"train"`` or ``"test"``.
         present: ``present(folder, split=None) -> bool``, whether ``folder`` holds the files of
-            ``split`` (``"train"``/``"test"``; None: of every split). A one-argument
-            ``present(folder)`` is accepted too and then always checks every split; call it
-            through :meth:`holds`.
+            ``split`` (``"train"``/``"test"``; None: of every split).
         expected: human-readable list of the expected files (for error messages).
         download: ``download(folder)`` fetching the official files into ``folder``, or None.
         folder_images: True when images are decoded lazily from files (``image_size`` applies).
@@ -44,33 +41,15 @@ class DatasetSpec:
     augment: str
     eps: str
     loader: Callable = field(repr=False)
-    present: Callable[..., bool] = field(repr=False)
+    present: Callable[[Path, str | None], bool] = field(repr=False)
     expected: str = ""
     download: Callable[[Path], None] | None = field(default=None, repr=False)
     folder_images: bool = False
-
-    def holds(self, folder: Path, split: str | None = None) -> bool:
-        """Whether ``folder`` holds the files of ``split`` (None: of every split)."""
-        if split is None or not _takes_split(self.present):
-            return bool(self.present(folder))
-        return bool(self.present(folder, split))
 
     @property
     def eps_value(self) -> float:
         """The default eps as a float, e.g. 0.0313... for ``"8/255"``."""
         return parse_eps(self.eps)
-
-
-def _takes_split(present: Callable[..., bool]) -> bool:
-    """Whether ``present`` accepts a second positional argument (the split)."""
-    try:
-        params = list(inspect.signature(present).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return True
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(p.kind in positional for p in params) >= 2
 
 
 DATASETS: dict[str, DatasetSpec] = {}

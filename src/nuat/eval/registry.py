@@ -341,7 +341,7 @@ def parse_step(text: str, eps: float) -> float:
             step = eps * float(Fraction(t[4:]))
         else:
             step = float(Fraction(t))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise UsageError(f"--pgd-step {text!r} is not understood; {hint}") from None
     if not 0.0 < step <= 1.0:
         raise UsageError(f"--pgd-step {text!r} gives step {step:.6g}; it must lie in (0, 1] "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nuat.attacks.autoattack import square_flag
-from nuat.checkpoints import atomic_write_bytes
+from nuat.checkpoints import atomic_write_text
 from nuat.eval.registry import AA_LABELS, Job
 from nuat.eval.state import EvalState
 
@@ -109,7 +109,7 @@ def write_outputs(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``eval.json`` and ``eval.md`` into ``out`` atomically; returns their paths."""
     json_path, md_path = out / "eval.json", out / "eval.md"
     text = json.dumps(result, indent=2) + "\n"
-    atomic_write_bytes(json_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(json_path, text)
     md = render_markdown(result)
-    atomic_write_bytes(md_path, lambda tmp: Path(tmp).write_text(md))
+    atomic_write_text(md_path, md)
     return json_path, md_path

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nuat.attacks.square import square
-from nuat.checkpoints import atomic_write_bytes
+from nuat.checkpoints import atomic_write_text
 from nuat.eval.registry import Job, JobOutput, Settings, build_jobs, parse_attacks
 from nuat.eval.runner import batch_seed, job_title, load_batch, score_batch
 from nuat.eval.surface import plot_surface, smoothness, surface
@@ -198,9 +198,9 @@ def run_sanity(target: EvalTarget, data: Any, cfg: SanityConfig, out: str | Path
         "provenance": {**provenance(), "device": cfg.device},
     }
     text = json.dumps(result, indent=2) + "\n"
-    atomic_write_bytes(out / "sanity.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(out / "sanity.json", text)
     md = render_sanity(result)
-    atomic_write_bytes(out / "sanity.md", lambda tmp: Path(tmp).write_text(md))
+    atomic_write_text(out / "sanity.md", md)
     return result
 
 

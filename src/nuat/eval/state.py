@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nuat.checkpoints import atomic_write_bytes
+from nuat.checkpoints import atomic_write_text
 from nuat.errors import UsageError
 
 FORMAT = "nuat-eval-state/1"
@@ -102,4 +102,4 @@ class EvalState:
 
     def save(self) -> None:
         text = json.dumps({"header": self.header, "jobs": self.jobs}, indent=1)
-        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(self.path, text)

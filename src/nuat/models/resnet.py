@@ -129,7 +129,8 @@ def resnet18(*, num_classes: int, in_channels: int, image_size: int) -> nn.Modul
       parameters for 100 classes, the same as torchvision's ``resnet18``.
 
     The rule depends on ``image_size`` alone, which checkpoints record in their ``model_spec``,
-    so a checkpoint is rebuilt with the stem it was trained with. PyTorch default initialisation.
+    so a checkpoint is rebuilt with the stem of its size (a >= 64 px checkpoint from before this
+    rule, b22153b, has CIFAR-stem weights and is refused on loading). PyTorch default initialisation.
     """
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=uses_imagenet_stem(image_size))
 

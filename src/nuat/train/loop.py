@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nuat.attacks.ifgsm import ifgsm
-from nuat.checkpoints import save_model
+from nuat.checkpoints import atomic_write_text, save_model
 from nuat.data import BatchLoader, check_classes, get_dataset_spec, load_dataset, subset, validation_split
 from nuat.eval.accuracy import batch_correct
 from nuat.losses import nuclear_backend
@@ -29,7 +29,7 @@ from nuat.train import fastpath, health, resume
 from nuat.train.config import TrainConfig
 from nuat.train.device import resolve_device
 from nuat.train.progress import EpochProgress
-from nuat.train.rundir import clear_run_outputs, write_text_atomic
+from nuat.train.rundir import clear_run_outputs
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
 from nuat.train.schedules import cyclic_step_lr, lambda_ramp, step_lr
@@ -326,7 +326,7 @@ def _start(run: Run, resume_run: bool) -> tuple[int, EpochProgress]:
     if removed:
         run.log(f"removed {len(removed)} files of an earlier run in {run.out}")
     run.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.out / "config.json", json.dumps({**cfg.to_dict(), **run.info}, indent=2) + "\n")
+    atomic_write_text(run.out / "config.json", json.dumps({**cfg.to_dict(), **run.info}, indent=2) + "\n")
     (run.out / "metrics.jsonl").write_text("")
     return 0, EpochProgress()
 
@@ -392,7 +392,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
         from nuat.train.final_eval import final_evaluation
 
         summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=run.log)
-    write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")  # marks the run finished
+    atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")  # marks the run finished
     return summary
 
 

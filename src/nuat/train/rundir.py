@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nuat.checkpoints import atomic_write_bytes
+from nuat.train.state import state_iteration
 
 #: the files a run writes at the top of its directory (checkpoints: the model and its ``-ema`` average)
 RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "summary.json", "best.safetensors", "last.safetensors",
@@ -14,17 +14,14 @@ STATE_DIR = "state"
 STATE_PATTERNS = ("state-*.safetensors", "healthy.safetensors")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a reader sees the old file or the whole new one."""
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def _ours(folder: Path, names: tuple[str, ...]) -> list[Path]:
     """The files in ``folder`` matching ``names``, and temporary files of interrupted atomic writes of them."""
     found = []
     for name in names:
-        found += folder.glob(name)
-        found += folder.glob(f".{name}.*.tmp")  # left by a kill inside atomic_write_bytes
+        matches = list(folder.glob(name))
+        if name.startswith("state-"):  # numbered states only, not any file a user named state-*
+            matches = [p for p in matches if state_iteration(p) is not None]
+        found += matches + list(folder.glob(f".{name}.*.tmp"))  # temp files: a kill inside atomic_write_bytes
     return [p for p in found if p.is_file()]
 
 
@@ -42,6 +39,6 @@ def clear_run_outputs(out: Path) -> list[Path]:
         removed += _ours(state, STATE_PATTERNS)
     for path in removed:
         path.unlink(missing_ok=True)
-    if state.is_dir() and not any(state.iterdir()):
+    if state.is_dir() and not state.is_symlink() and not any(state.iterdir()):
         state.rmdir()
     return removed

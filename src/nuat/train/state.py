@@ -65,20 +65,20 @@ def save_state(folder: Path, iteration: int, tensors: dict[str, torch.Tensor], i
                name: str | None = None) -> Path:
     """Write one state file atomically and keep only the newest ``KEEP`` of them.
 
-    Numbered states of later iterations are deleted first: they belong to an abandoned attempt (an
-    epoch rolled back after a collapse), and resuming picks the highest number. Deleting before
-    writing means a kill in between leaves only older states, from which the run replays exactly.
+    Numbered states of later iterations are deleted after the write: they belong to an abandoned
+    attempt (an epoch rolled back after a collapse), and resuming picks the highest number. A kill
+    between the write and the deletion resumes the abandoned attempt, which replays exactly (and
+    rolls back again); deleting first could leave no numbered state at all.
     ``name`` writes a separately named file instead (e.g. the last healthy epoch end), never pruned.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "sha256": tensors_digest(cpu), "info": json.dumps(info)}
     path = folder / (f"{name}.safetensors" if name else f"state-{iteration:010d}.safetensors")
-    if not name:
-        discard_states_after(folder, iteration)
     atomic_write_bytes(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
     if name:
         return path
+    discard_states_after(folder, iteration)
     for old in sorted(folder.glob("state-*.safetensors"))[:-KEEP]:
         old.unlink(missing_ok=True)
     return path
