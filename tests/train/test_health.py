@@ -196,3 +196,26 @@ def test_no_rollback_to_a_state_older_than_the_previous_epoch(real_data_dir, tmp
                                                             for e in range(4)])
     _, info = read_state(sorted((out / "state").glob("state-*"))[-1])
     assert info["iteration"] == summary["iterations"] == 24 and info["metrics_lines"] == 4
+
+
+def test_a_corrupt_healthy_state_is_not_rolled_back_to(real_data_dir, tmp_path, monkeypatch, capsys):
+    # the healthy state's tensors are damaged (its header intact) before the collapse is seen:
+    # the rollback is refused with a reason instead of failing inside the restore
+    _collapse_at(monkeypatch, 3)
+    out = tmp_path / "run"
+    collapse_validate = loop.validate
+
+    def damage_then_validate(model, data, **kw):
+        healthy = out / "state" / "healthy.safetensors"
+        if healthy.exists() and len((out / "metrics.jsonl").read_text().splitlines()) == 2:  # epoch 3's check
+            raw = bytearray(healthy.read_bytes())
+            raw[-8:] = bytes(8) if raw[-8:] != bytes(8) else b"\x01" * 8  # tensor data sit at the end
+            healthy.write_bytes(bytes(raw))
+        return collapse_validate(model, data, **kw)
+
+    monkeypatch.setattr(loop, "validate", damage_then_validate)
+    loop.train(_tiny_config(real_data_dir, out, epochs=3))
+    log = capsys.readouterr().out
+    assert "is unreadable (content hash does not match" in log and "rolled back" not in log
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["collapse"]) for r in records] == [(1, False), (2, False), (3, True)]

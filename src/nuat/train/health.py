@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nuat.train import resume
 from nuat.train.progress import EpochProgress
-from nuat.train.state import read_state_info
+from nuat.train.state import read_state
 
 if TYPE_CHECKING:
     from nuat.train.loop import Run
@@ -68,8 +68,10 @@ def _cannot_roll_back(run: "Run", epoch: int) -> str | None:
     if not path.exists():
         return "no healthy state"
     try:
-        healthy_epoch = read_state_info(path)["epoch"]
-    except Exception as exc:  # noqa: BLE001 (truncated header, bad JSON: then there is nothing to restore)
+        # read and verified in full (a collapse is rare): a state whose tensors are corrupt would
+        # otherwise fail the restore after the rollback was decided
+        healthy_epoch = read_state(path)[1]["epoch"]
+    except Exception as exc:  # noqa: BLE001 (truncated file, bad JSON, hash mismatch: nothing to restore)
         return f"the healthy state {path} is unreadable ({exc})"
     if healthy_epoch != epoch:
         return f"the last healthy state is from the end of epoch {healthy_epoch}, not {epoch}"

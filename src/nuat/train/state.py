@@ -109,15 +109,6 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, json.loads(meta["info"])
 
 
-def read_state_info(path: Path) -> dict[str, Any]:
-    """The JSON facts of a state file (epoch, iteration, ...), from its header only (not verified)."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"not a nuat training state (format {meta.get('format')!r})")
-    return json.loads(meta["info"])
-
-
 def load_latest_state(folder: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
     """The newest state file that reads and verifies; broken newer ones are skipped with a warning."""
     for path in sorted(folder.glob("state-*.safetensors"), reverse=True):
