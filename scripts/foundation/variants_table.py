@@ -41,8 +41,8 @@ def main(runs: list[str]) -> None:
           "whole process seconds | effective two-step epochs |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
-    print("\nSeconds are wall time and depend on what else ran on the 2-core machine: only the `nuat` row ran alone "
-          "(other jobs paused); the others shared the cores with up to 4 other training/evaluation jobs.")
+    print("\nSeconds are wall time and depend on what else ran on the 2-core machine: the `nuat` row ran alone "
+          "(other jobs paused); the others may have shared the cores with other training/evaluation jobs.")
     commits = sorted({cfg["commit"] for cfg in configs})
     machines = sorted({cfg["machine"] for cfg in configs})
     print(f"\nMachine: {'; '.join(machines)}. Commit: {', '.join(commits)}.")
