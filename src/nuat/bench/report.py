@@ -58,12 +58,14 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     clock = cfg.get("clock", "wall")
     clock_text = ("Clock: process CPU time (all threads of the bench process), which leaves out the time other "
                   "processes held the cores of this shared machine; the wall-clock medians are in the last column "
-                  "and in the JSON, and images / s are per wall second." if clock == "cpu" else "Clock: wall time (process CPU time is in the JSON).")
+                  "and in the JSON, and images / s are per wall second." if clock == "cpu"
+                  else "Clock: wall time (process CPU time is in the JSON).")
     lines += ["", "Times are medians over trials; ranges in parentheses are the quartiles over trials. Ratios "
               "are taken per trial (all methods run in every trial, interleaved) and then summarised. " + clock_text,
               ""]
     for variant, p in result["passes"].items():
-        lines += [f"## Passes ({variant})", "", "| pass | ms | quartiles (ms) | / forward (ratio of medians) |", "|---|---:|---:|---:|"]
+        lines += [f"## Passes ({variant})", "", "| pass | ms | quartiles (ms) | / forward (ratio of medians) |",
+                  "|---|---:|---:|---:|"]
         f = p["forward"]["median"]
         for key, label in PASS_LABELS.items():
             s = p[key]

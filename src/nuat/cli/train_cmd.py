@@ -24,9 +24,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that already holds files: the earlier run's "
-                   "outputs there (config.json, metrics.jsonl, curves.png, summary.json, best*/last*.safetensors, "
-                   "state/) are deleted first; other files are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out folder that already holds files: the earlier run's outputs there "
+                        "(config.json, metrics.jsonl, curves.png, summary.json, best*/last*.safetensors, state/) "
+                        "are deleted first; other files are kept")
     g = p.add_argument_group("method hyperparameters (defaults: the method's published values)")
     g.add_argument("--lam-max", type=float, help="final weight of the regulariser (NuAT nuclear norm, GAT softmax L2)")
     g.add_argument("--ramp-fraction", type=float, help="fraction of the run over which lambda grows from 0")
@@ -53,7 +54,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
     g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
     x = p.add_argument_group("run control")
-    x.add_argument("--val-per-class", type=int, default=100, help="held-out validation images per class (0: no validation split, so no collapse detection, and the best checkpoint is the last epoch)")
+    x.add_argument("--val-per-class", type=int, default=100,
+                   help="held-out validation images per class (0: no validation split, so no collapse detection, "
+                        "and the best checkpoint is the last epoch)")
     x.add_argument("--train-limit", type=int, help="use only the first N training images (quick runs)")
     x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -173,7 +176,7 @@ def resolve_config(args: argparse.Namespace):
         raise UsageError(f"--lr-up/--lr-down shape the cyclic-step LR, but {source} is a step LR (drops at "
                          f"{','.join(f'{d:g}' for d in lr_drops)}); add --lr-drops none to use the cyclic one")
     pick = lambda cli, key, default: cli if cli is not None else recipe.get(key, default)  # noqa: E731
-    out = run_folder(args)
+    out = str(run_folder(args))
     cfg = TrainConfig(
         dataset=spec.name, model=pick(args.model, "model", "resnet18"), method=args.method, eps=eps,
         epochs=pick(args.epochs, "epochs", 100), batch_size=pick(args.batch_size, "batch_size", 64),
@@ -196,17 +199,16 @@ def resolve_config(args: argparse.Namespace):
         raise UsageError(f"method {args.method!r}: {exc}") from None
     check_model_name(cfg.model)
     out_path = check_out(cfg.out)
-    cfg.out = str(out_path)  # "~" expanded as checked
     if out_path.is_dir() and any(out_path.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {cfg.out} already holds files; choose another folder or pass --overwrite")
     return cfg
 
 
-def run_folder(args: argparse.Namespace) -> str:
-    """``--out``, or the default ``runs/<dataset>-<method>-seed<seed>``."""
+def run_folder(args: argparse.Namespace) -> Path:
+    """``--out`` (``~`` expanded), or the default ``runs/<dataset>-<method>-seed<seed>``."""
     from nuat.data import get_dataset_spec
 
-    return args.out or f"runs/{get_dataset_spec(args.dataset).name}-{args.method}-seed{args.seed}"
+    return Path(args.out or f"runs/{get_dataset_spec(args.dataset).name}-{args.method}-seed{args.seed}").expanduser()
 
 
 def unfinished(folder: Path) -> bool:
@@ -230,9 +232,9 @@ def run(args: argparse.Namespace) -> int:
     from nuat.train.loop import TrainingDiverged, TrainingInterrupted, train
 
     if args.resume and args.resume != "auto":
-        cfg, resume_run = resumed_config(Path(args.resume), args), True
-    elif args.resume == "auto" and unfinished(Path(run_folder(args)).expanduser()):
-        cfg, resume_run = resumed_config(Path(run_folder(args)).expanduser(), args), True
+        cfg, resume_run = resumed_config(Path(args.resume).expanduser(), args), True
+    elif args.resume == "auto" and unfinished(folder := run_folder(args)):
+        cfg, resume_run = resumed_config(folder, args), True
     else:
         cfg, resume_run = resolve_config(args), False
     try:
