@@ -2,7 +2,9 @@
 
 Precedence: method defaults < recipe < command line. CIFAR values are the published ones
 (ResNet-18, M = 64, lr_max 0.1, 100 epochs); the MNIST-family values are this project's short
-CPU recipes (the paper's MNIST schedule is in its supplementary material, not reproduced here).
+CPU recipes (the paper's MNIST schedule is in its supplementary material, not reproduced here),
+including their model: ``small-cnn``, not the 4-conv ``mnist-cnn`` of the paper's MNIST comparisons.
+docs/methods.md lists every recipe and which of its values are published.
 """
 
 from __future__ import annotations
