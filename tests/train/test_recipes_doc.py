@@ -27,9 +27,3 @@ def test_recipe_table_in_docs_matches_the_code():
         expected = (recipe["model"], recipe["eps"], str(recipe["epochs"]), str(recipe["batch_size"]), f"{recipe['lr']:g}")
         assert rows[name] == expected, f"{name}: docs say {rows[name]}, code has {expected}"
 
-
-def test_mnist_recipe_states_that_its_model_is_not_the_papers():
-    # the reference details name a 4-conv network for the paper's MNIST comparisons (mnist-cnn);
-    # the recipe's small-cnn is a project choice and the docs must say so
-    row = next(line for line in DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| `mnist` |"))
-    assert "mnist-cnn" in row and "not the paper's" in row
