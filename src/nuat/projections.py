@@ -17,11 +17,12 @@ from nuat.errors import UsageError
 BALL_TOLERANCE = 1e-6
 
 
-def parse_eps(value: str | float) -> float:
+def parse_eps(value: str | float, name: str = "eps") -> float:
     """Parse an L-infinity radius in pixel units ([0, 1] images).
 
     Accepts a float (``0.3``), a numeric string (``"0.1"``) or a fraction (``"8/255"``).
-    Raises :class:`UsageError` unless the value lies in (0, 1].
+    Raises :class:`UsageError` unless the value lies in (0, 1]; the message names the value as
+    ``name`` (e.g. ``"--alpha"`` for another pixel-unit option parsed the same way).
     """
     if isinstance(value, (int, float)):
         eps = float(value)
@@ -30,9 +31,9 @@ def parse_eps(value: str | float) -> float:
         try:
             eps = float(Fraction(text)) if "/" in text else float(text)
         except (ValueError, ZeroDivisionError):
-            raise UsageError(f"eps {value!r} is not a number; use e.g. 8/255 or 0.3") from None
+            raise UsageError(f"{name} {value!r} is not a number; use e.g. 8/255 or 0.3") from None
     if not (0.0 < eps <= 1.0):
-        raise UsageError(f"eps {value!r} is out of range; it must lie in (0, 1] (pixels in [0, 1])")
+        raise UsageError(f"{name} {value!r} is out of range; it must lie in (0, 1] (pixels in [0, 1])")
     return eps
 
 

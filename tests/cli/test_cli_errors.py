@@ -86,3 +86,15 @@ def test_out_folder_with_files_is_refused(tmp_path, real_data_dir, capsys):
     assert main(["train", "--data-dir", str(real_data_dir), "--out", str(out)]) == 2
     assert "already holds files" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_pixel_options_name_themselves_not_eps(capsys, real_data_dir, tmp_path):
+    """--alpha and --step-size are parsed like eps; a bad one is reported as itself."""
+    for method, flag in (("nuat", "--alpha"), ("pgd-at", "--step-size")):
+        out = tmp_path / method
+        code = main(["train", "--method", method, f"{flag}=-1", "--data-dir", str(real_data_dir),
+                     "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{flag} '-1' is out of range" in err and not err.startswith("nuat train: error: eps"), err
+        assert not out.exists()

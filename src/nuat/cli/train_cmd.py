@@ -140,9 +140,9 @@ def resolve_config(args: argparse.Namespace):
     else:
         scale_averages = True
     hparams: dict[str, Any] = {}
-    pixels = lambda text: None if text is None else parse_eps(text)  # noqa: E731
-    for flag, key, value in (("--alpha", "alpha", pixels(args.alpha)),
-                             ("--step-size", "step_size", pixels(args.step_size)),
+    pixels = lambda text, flag: None if text is None else parse_eps(text, flag)  # noqa: E731
+    for flag, key, value in (("--alpha", "alpha", pixels(args.alpha, "--alpha")),
+                             ("--step-size", "step_size", pixels(args.step_size, "--step-size")),
                              ("--attack-steps", "steps", args.attack_steps), ("--beta", "beta", args.beta),
                              ("--awp-gamma", "gamma", args.awp_gamma),
                              ("--awp-warmup", "warmup_fraction", args.awp_warmup),
