@@ -220,3 +220,15 @@ def test_scoring_runs_in_float32_under_a_callers_autocast():
         clean = batch_correct(model, x, y, None, 0.1)
     assert set(dtypes) == {torch.float32}
     assert torch.equal(plain["pgd-3"], under["pgd-3"]) and torch.equal(expected, clean)
+
+
+def test_attack_family_without_its_step_count_names_the_spelling():
+    """'pgd' alone is not an attack; the error must not suggest 'pgd' itself."""
+    for name, example in (("pgd", "pgd-100"), ("ifgsm", "ifgsm-7"), ("gama-pgd", "gama-pgd-100")):
+        with pytest.raises(UsageError) as info:
+            parse_attacks(f"clean,{name}", 100)
+        message = str(info.value)
+        assert f"did you mean {name!r}" not in message, message
+        assert f"{name}-N" in message and example in message, message
+    with pytest.raises(UsageError, match=r"did you mean 'pgd-100'"):  # a near miss still gets a suggestion
+        parse_attacks("pgd-1oo", 100)

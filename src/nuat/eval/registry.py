@@ -296,8 +296,12 @@ def parse_attacks(text: str, n: int) -> list[Request]:
                     name = name[:match.start(1)] + str(steps) + name[match.end(1):]
                 break
         else:
-            close = difflib.get_close_matches(name, attack_choices() + list(FAMILIES), n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if name in FAMILIES:  # a family name that needs its step count: pgd, ifgsm, gama-pgd
+                example = FAMILIES[name].example
+                raise UsageError(f"attack {name!r} needs a step count: {name}-N, e.g. {example}")
+            spelled = {**{k: f.example for k, f in FAMILIES.items()}, **{c: c for c in attack_choices()}}
+            close = difflib.get_close_matches(name, list(spelled), n=1, cutoff=0.5)
+            hint = f" (did you mean {spelled[close[0]]!r}?)" if close else ""  # a full spelling, never 'pgd'
             raise UsageError(f"unknown attack {name!r}; choose from: {', '.join(attack_choices())} "
                              f"(N = step count, NAME@N = first N images only){hint}")
         if any(r.name == name for r in requests):
