@@ -77,6 +77,19 @@ def add_parser(sub: Any) -> None:
                    help="how the nuclear norm's singular values are computed: same value and gradient, "
                         "different speed (auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
     p.set_defaults(run=run)
+    _DEFAULTS.update(vars(p.parse_args([])))
+
+
+#: every option's default (filled by ``add_parser``), to tell which options the command line set
+_DEFAULTS: dict[str, Any] = {}
+#: options that are not part of the saved configuration, or that a resume takes from the command line
+_NOT_COMPARED_ON_RESUME = {"resume", "device", "no_progress", "overwrite", "run", "command"}
+#: options saved in config.json under their own name with the value the command line gave
+_SAVED_AS_GIVEN = {"dataset", "model", "method", "epochs", "batch_size", "lr", "seed", "data_dir", "val_per_class",
+                   "train_limit", "final_eval", "save_every", "on_collapse", "nuclear_backend"}
+_HPARAM_OPTIONS = {"alpha": "alpha", "step_size": "step_size", "attack_steps": "steps", "beta": "beta",
+                   "awp_gamma": "gamma", "awp_warmup": "warmup_fraction", "clean_weight": "clean_weight",
+                   "switch_threshold": "switch_threshold", "nuclear_group_size": "nuclear_group_size"}
 
 
 def _floats(text: str, flag: str, expected: str) -> list[float]:
@@ -111,8 +124,11 @@ def parse_lr_drops(text: str | None, default: list[float]) -> list[float]:
                    "give increasing fractions of the run in (0, 1], e.g. 0.71,0.86, or 'none'")
 
 
-def resolve_config(args: argparse.Namespace):
-    """Method defaults < data-set recipe < command line -> a validated :class:`TrainConfig`."""
+def resolve_config(args: argparse.Namespace, *, fresh: bool = True):
+    """Method defaults < data-set recipe < command line -> a validated :class:`TrainConfig`.
+
+    ``fresh=False``: what the options would configure, without the checks of a fresh run's
+    ``--out`` folder (a resume compares it with the saved configuration)."""
     from nuat.data import get_dataset_spec
     from nuat.methods import get_method
     from nuat.methods.registry import WA_SUFFIX
@@ -198,6 +214,8 @@ def resolve_config(args: argparse.Namespace):
     except ValueError as exc:
         raise UsageError(f"method {args.method!r}: {exc}") from None
     check_model_name(cfg.model)
+    if not fresh:
+        return cfg
     out_path = check_out(cfg.out)
     if out_path.is_dir() and any(out_path.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {cfg.out} already holds files; choose another folder or pass --overwrite")
@@ -223,7 +241,43 @@ def resumed_config(folder: Path, args: argparse.Namespace):
     if not unfinished(folder):
         raise UsageError(f"--resume {folder}: no unfinished run there (needs config.json and state/, no summary.json)")
     check_out(folder, "--resume")
-    return load_run_config(folder / "config.json", out=str(folder), progress=not args.no_progress, device=args.device)
+    saved = load_run_config(folder / "config.json", out=str(folder), progress=not args.no_progress,
+                            device=args.device)
+    check_same_options(args, saved, folder)
+    return saved
+
+
+def _option_value(cfg: Any, dest: str) -> Any:
+    """What option ``dest`` set in ``cfg`` (a :class:`TrainConfig`)."""
+    if dest in _HPARAM_OPTIONS:
+        return cfg.method_hparams.get(_HPARAM_OPTIONS[dest])
+    if dest == "wa":
+        return cfg.method
+    if dest == "tau":
+        return cfg.averages.get("ema"), cfg.scale_averages
+    if dest == "fast":
+        return cfg.amp, cfg.channels_last, cfg.compile, cfg.method_hparams.get("nuclear_group_size")
+    return getattr(cfg, dest)
+
+
+def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> None:
+    """A resume continues the run as saved in its config.json: an option given on the command line
+    that would configure it differently is refused (one line), not silently ignored."""
+    given = [k for k, v in vars(args).items()
+             if k in _DEFAULTS and k not in _NOT_COMPARED_ON_RESUME and v != _DEFAULTS[k]]
+    if not given:
+        return
+    # the options not given take the saved values, so that each given one is resolved in the run's context
+    context = {k: getattr(saved, k) for k in _DEFAULTS if k not in given and k in _SAVED_AS_GIVEN}
+    wanted = resolve_config(argparse.Namespace(**{**vars(args), **context, "out": str(folder)}), fresh=False)
+    differ = [k for k in given if _option_value(wanted, k) != _option_value(saved, k)]
+    if differ:
+        show = lambda v: "not set" if v is None else v  # noqa: E731
+        flags = ", ".join(f"--{k.replace('_', '-')}" + (f" (saved: {show(_option_value(saved, k))})"
+                                                          if k not in ("tau", "fast") else "") for k in differ)
+        raise UsageError(f"--resume {folder} continues the run as saved in its config.json, but the command line "
+                         f"changes {flags}; only --device and --no-progress may change on resume (start a new run "
+                         f"in another --out to change the others)")
 
 
 def run(args: argparse.Namespace) -> int:

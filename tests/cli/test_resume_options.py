@@ -1,0 +1,44 @@
+"""--resume continues a run as saved in its config.json: an option that would change it is refused
+(one line, exit 2, the run untouched), not silently ignored; the same options, --device and
+--no-progress are accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from nuat.cli import main
+
+RUN = ["--dataset", "mnist", "--model", "small-cnn", "--method", "nuat-wa", "--epochs", "1", "--batch-size", "100",
+       "--train-limit", "200", "--val-per-class", "2", "--final-eval", "0", "--no-progress"]
+
+
+@pytest.fixture
+def unfinished_run(tmp_path, real_data_dir):
+    out = tmp_path / "run"
+    assert main(["train", *RUN, "--data-dir", str(real_data_dir), "--out", str(out)]) == 0
+    (out / "summary.json").unlink()  # as if stopped after its last state
+    return out
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("changed", [["--epochs", "5"], ["--lr", "0.5"], ["--eps", "0.2"], ["--alpha", "0.01"],
+                                     ["--tau", "0.5"], ["--method", "pgd-at"]])
+def test_resume_refuses_options_that_change_the_run(unfinished_run, changed, capsys):
+    before = snapshot(unfinished_run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(unfinished_run), *changed]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and changed[0] in err and "config.json" in err, err
+    assert snapshot(unfinished_run) == before
+    # --resume auto with the fresh run's options: the same refusal
+    assert main(["train", "--resume", "auto", "--out", str(unfinished_run), *changed]) == 2
+    assert changed[0] in capsys.readouterr().err
+
+
+def test_resume_accepts_the_same_options(unfinished_run, real_data_dir):
+    assert main(["train", *RUN, "--data-dir", str(real_data_dir), "--out", str(unfinished_run), "--eps", "3/10",
+                 "--resume", str(unfinished_run), "--device", "cpu"]) == 0
+    assert (unfinished_run / "summary.json").exists()
