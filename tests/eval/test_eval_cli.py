@@ -232,3 +232,16 @@ def test_attack_family_without_its_step_count_names_the_spelling():
         assert f"{name}-N" in message and example in message, message
     with pytest.raises(UsageError, match=r"did you mean 'pgd-100'"):  # a near miss still gets a suggestion
         parse_attacks("pgd-1oo", 100)
+
+
+def test_negative_nuclear_lambda_is_a_usage_error(tmp_path, real_data_dir, capsys):
+    """A negative --nuclear-lam weakens the NuAT attack (and would inflate its robust accuracy)."""
+    from nuat.checkpoints import save_model
+    from nuat.models import build_model
+
+    ckpt = tmp_path / "ck.safetensors"
+    save_model(ckpt, build_model("small-cnn", num_classes=10, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--nuclear-lam", "-1", attacks="nuclear"),
+                           capsys)
+    assert code == 2 and "--nuclear-lam -1" in err and ">= 0" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

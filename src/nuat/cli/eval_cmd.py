@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     targets_text = args.targets.strip().lower()
     if targets_text != "all" and (not targets_text.isdigit() or int(targets_text) < 1):
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
+    if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
+        raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
     parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
     out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
