@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from nuat.eval.targets import load_test_data
     from nuat.projections import ThreatModelViolation
 
-    if args.square_queries < 1 or args.surface_images < 1:
-        raise UsageError("--square-queries and --surface-images must be positive")
+    for flag, value in (("--square-queries", args.square_queries), ("--surface-images", args.surface_images)):
+        if value < 1:
+            raise UsageError(f"{flag} must be positive, got {value}")
     path = Path(args.target)
     out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
