@@ -98,3 +98,15 @@ def test_pixel_options_name_themselves_not_eps(capsys, real_data_dir, tmp_path):
         assert code == 2 and err.count("\n") == 1, err
         assert f"{flag} '-1' is out of range" in err and not err.startswith("nuat train: error: eps"), err
         assert not out.exists()
+
+
+def test_switch_threshold_must_be_positive(capsys, real_data_dir, tmp_path):
+    """0 or a negative threshold never switches: the hybrid would run as plain NuAT without a word."""
+    for value in ("0", "-1"):
+        out = tmp_path / f"run{value}"
+        code = main(["train", "--method", "nuat-h", f"--switch-threshold={value}", "--data-dir", str(real_data_dir),
+                     "--out", str(out), "--epochs", "1", "--train-limit", "100", "--val-per-class", "2",
+                     "--final-eval", "0", "--no-progress"])  # small, should it run
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and f"--switch-threshold {value}" in err, err
+        assert not out.exists()
