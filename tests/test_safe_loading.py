@@ -111,3 +111,15 @@ def test_weights_that_do_not_fit_the_spec_say_which(tmp_path):
         nuat.load_model(path)
     msg = str(err.value)
     assert f"1 missing key(s), first '{first}'" in msg and "first 'extra.weight'" in msg and "\n" not in msg, msg
+
+
+def test_load_model_on_a_folder_or_a_pt_file_says_what_to_give(tmp_path):
+    """A run folder names the checkpoint to give; a .pt state dict says it needs --model and --dataset
+    (not just a safetensors parser error)."""
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    save_model(tmp_path / "best.safetensors", model, dataset="mnist", eps=0.3)
+    with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it, e\.g\. .*best\.safetensors"):
+        nuat.load_model(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match=r"needs --model and --dataset"):
+        nuat.load_model(tmp_path / "plain.pt")

@@ -75,7 +75,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as exc:  # safetensors raises its own error types on malformed headers
-        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it, e.g. "
+                                  f"{path / 'best.safetensors'}") from None
+        hint = "" if path.suffix == ".safetensors" else "; a plain state dict (.pt, .pth) needs --model and --dataset"
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc}){hint}") from None
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); "
                               "give --model to load a plain state dict")
