@@ -57,7 +57,8 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--val-per-class", type=int, default=100,
                    help="held-out validation images per class (0: no validation split, so no collapse detection, "
                         "and the best checkpoint is the last epoch)")
-    x.add_argument("--train-limit", type=int, help="use only the first N training images (quick runs)")
+    x.add_argument("--train-limit", type=int, help="train on only the first N images left after the validation split "
+                   "(quick runs; the validation split keeps its --val-per-class images)")
     x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
