@@ -42,3 +42,10 @@ def test_resume_accepts_the_same_options(unfinished_run, real_data_dir):
     assert main(["train", *RUN, "--data-dir", str(real_data_dir), "--out", str(unfinished_run), "--eps", "3/10",
                  "--resume", str(unfinished_run), "--device", "cpu"]) == 0
     assert (unfinished_run / "summary.json").exists()
+
+
+def test_resume_accepts_data_that_moved(unfinished_run, real_data_dir, tmp_path):
+    moved = tmp_path / "moved-data"
+    moved.symlink_to(real_data_dir, target_is_directory=True)
+    assert main(["train", "--resume", str(unfinished_run), "--data-dir", str(moved)]) == 0
+    assert (unfinished_run / "summary.json").exists()

@@ -84,7 +84,8 @@ def add_parser(sub: Any) -> None:
 #: every option's default (filled by ``add_parser``), to tell which options the command line set
 _DEFAULTS: dict[str, Any] = {}
 #: options that are not part of the saved configuration, or that a resume takes from the command line
-_NOT_COMPARED_ON_RESUME = {"resume", "device", "no_progress", "overwrite", "run", "command"}
+#: (--data-dir says where the data are, not what the run is: data that moved can still be resumed)
+_NOT_COMPARED_ON_RESUME = {"resume", "device", "no_progress", "data_dir", "overwrite", "run", "command"}
 #: options saved in config.json under their own name with the value the command line gave
 _SAVED_AS_GIVEN = {"dataset", "model", "method", "epochs", "batch_size", "lr", "seed", "data_dir", "val_per_class",
                    "train_limit", "final_eval", "save_every", "on_collapse", "nuclear_backend"}
@@ -245,8 +246,9 @@ def resumed_config(folder: Path, args: argparse.Namespace):
     if not unfinished(folder):
         raise UsageError(f"--resume {folder}: no unfinished run there (needs config.json and state/, no summary.json)")
     check_out(folder, "--resume")
+    moved = {} if args.data_dir is None else {"data_dir": args.data_dir}
     saved = load_run_config(folder / "config.json", out=str(folder), progress=not args.no_progress,
-                            device=args.device)
+                            device=args.device, **moved)
     check_same_options(args, saved, folder)
     return saved
 
@@ -280,7 +282,7 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
         flags = ", ".join(f"--{k.replace('_', '-')}" + (f" (saved: {show(_option_value(saved, k))})"
                                                           if k not in ("tau", "fast") else "") for k in differ)
         raise UsageError(f"--resume {folder} continues the run as saved in its config.json, but the command line "
-                         f"changes {flags}; only --device and --no-progress may change on resume (start a new run "
+                         f"changes {flags}; only --device, --no-progress and --data-dir may change on resume (start a new run "
                          f"in another --out to change the others)")
 
 
