@@ -165,3 +165,123 @@ def test_input_gradient_backward_runs_without_autocast():
         loss = objective(model(xx))  # the same bf16 forward
     (expected,) = torch.autograd.grad(loss, xx)  # backward outside autocast: float32
     assert torch.equal(grad, expected)
+
+
+# --- mutation-testing additions: I-FGSM steps, PGD accounting and restarts, NuAT2-WA's two steps ----
+
+def _binary_linear(seed=0, n=8, bias=0.0):
+    """Two classes, inputs in [0.25, 0.75] (an eps-ball of 0.1 never meets the box); for label 0 the
+    CE grows fastest along ``s = sign(w1 - w0)`` per pixel, whatever the point."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(2, 16, generator=g, dtype=torch.float64)
+    model = Linear(w, torch.tensor([bias, 0.0], dtype=torch.float64))
+    x = 0.25 + 0.5 * torch.rand(n, 1, 4, 4, generator=g, dtype=torch.float64)
+    s = torch.sign(w[1] - w[0]).view(1, 1, 4, 4)
+    return model, x, torch.zeros(n, dtype=torch.long), s
+
+
+@pytest.mark.parametrize("steps,step_size", [(7, None), (3, None), (5, 0.1)])
+def test_ifgsm_walks_all_its_steps_up_the_loss_to_the_corner(steps, step_size):
+    # the default step eps/steps reaches the eps-ball's worst corner exactly after the last step
+    # only; steps larger than eps/steps must still be projected onto the ball around the CLEAN input
+    model, x, y, s = _binary_linear()
+    x_adv = ifgsm(model, x, y, eps=0.1, steps=steps, step_size=step_size)
+    torch.testing.assert_close(x_adv, x + 0.1 * s, rtol=0, atol=1e-12)
+
+
+class _Scripted(nn.Module):
+    """Logits that do not depend on the input (zero input gradient: iterates do not move); call k
+    misclassifies (class 1 instead of 0) the examples listed in ``wrong[k]``."""
+
+    def __init__(self, wrong):
+        super().__init__()
+        self.wrong, self.calls = wrong, 0
+
+    def forward(self, x):
+        table = torch.zeros(x.shape[0], 2, dtype=x.dtype)
+        table[:, 0] = 1.0
+        for i in self.wrong.get(self.calls, ()):
+            table[i] = torch.tensor([0.0, 1.0], dtype=x.dtype)
+        self.calls += 1
+        return table + 0.0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_pgd_trace_counts_an_example_broken_from_its_first_fooling_iterate_on():
+    # example 0 is fooled at iterate 2 only, example 1 never, example 2 at iterates 0 and 3
+    model = _Scripted({2: [0], 0: [2], 3: [2]})
+    x, y = torch.full((3, 1, 2, 2), 0.5), torch.zeros(3, dtype=torch.long)
+    _, robust = pgd_trace(model, x, y, eps=0.1, steps=4, step_size=0.02, readout=(0, 1, 2, 3, 4), random_start=False)
+    assert [robust[n].tolist() for n in range(5)] == [[True, True, False], [True, True, False],
+                                                      [False, True, False], [False, True, False],
+                                                      [False, True, False]]
+
+
+def test_pgd_robust_examples_end_at_the_last_iterate_the_worst_corner():
+    # bias 10 for class 0 (not saturated: the CE gradient keeps its sign): nothing flips at eps 0.1,
+    # so every example is robust; from any uniform start, the default 20 steps of 2.5 eps / 20
+    # reach the corner x + eps * s and PGD returns it
+    model, x, y, s = _binary_linear(bias=10.0)
+    x_adv = pgd(model, x, y, eps=0.1, steps=20, generator=torch.Generator().manual_seed(0))
+    assert (model(x_adv).argmax(1) == 0).all()
+    torch.testing.assert_close(x_adv, x + 0.1 * s, rtol=0, atol=1e-12)
+
+
+def test_pgd_restarts_attack_only_the_still_robust_and_keep_the_first_fooling_restart(monkeypatch):
+    # scripted pgd_trace: restart k fools the example with label k (label 3: never fooled) and
+    # returns inputs + 0.01 * (k + 1), so the result shows which restart each example came from
+    import importlib
+    pgd_module = importlib.import_module("nuat.attacks.pgd")  # the package re-exports pgd, the function
+    calls = []
+
+    def scripted(model, inputs, labels, *, steps, **kw):
+        k = len(calls)
+        calls.append(labels.tolist())
+        return inputs + 0.01 * (k + 1), {steps: labels != k}
+
+    monkeypatch.setattr(pgd_module, "pgd_trace", scripted)
+    x, y = torch.full((4, 1, 2, 2), 0.5), torch.arange(4)
+    out = pgd(None, x, y, eps=0.1, steps=5, restarts=3)
+    assert calls == [[0, 1, 2, 3], [1, 2, 3], [2, 3]]
+    torch.testing.assert_close(out[:, 0, 0, 0], torch.tensor([0.51, 0.52, 0.53, 0.53]))
+
+
+def _two_step_reference(model, first, x, y, *, eps, lam, first_ref, seed):
+    """NuAT2-WA's attack written out: Bernoulli start (eps/2), step 1 on ``first`` (eval mode) up
+    CE + lam * ||first(x0) - first_ref||_* / M, step 2 on ``model`` (eval mode) up CE alone, each
+    a signed step of eps projected onto the eps-ball around x and [0, 1]."""
+    import torch.nn.functional as F
+
+    from nuat.projections import bernoulli_start
+    first.eval()
+    model.eval()
+    x0 = bernoulli_start(x, eps / 2, torch.Generator().manual_seed(seed)).requires_grad_(True)
+    z = first(x0)
+    (g1,) = torch.autograd.grad(F.cross_entropy(z, y) + lam * torch.linalg.svdvals((z - first_ref).double()).sum()
+                                / x.shape[0], x0)
+    x1 = torch.min(torch.max(x0.detach() + eps * g1.sign(), x - eps), x + eps).clamp(0, 1).requires_grad_(True)
+    (g2,) = torch.autograd.grad(F.cross_entropy(model(x1), y), x1)
+    return torch.min(torch.max(x1.detach() + eps * g2.sign(), x - eps), x + eps).clamp(0, 1)
+
+
+def test_nuat2_wa_attack_first_step_on_the_average_with_its_reference_second_on_the_model():
+    model, first = tiny_cnn(seed=0, train=True), tiny_cnn(seed=1)
+    x, y = batch(n=32)
+    with torch.no_grad():
+        own_ref = model(x)  # train-mode clean logits of the current model
+        first_ref = first(x)
+    out = nuclear(model, x, y, eps=0.1, lam=40.0, steps=2, reference_logits=own_ref, first_step_model=first,
+                  first_step_reference=first_ref, generator=torch.Generator().manual_seed(0))
+    assert model.training and not first.training
+    expected = _two_step_reference(model, first, x, y, eps=0.1, lam=40.0, first_ref=first_ref, seed=0)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_nuclear_attack_without_reference_uses_the_eval_mode_clean_logits():
+    model = tiny_cnn(seed=2)
+    x, y = batch(n=32)
+    run = lambda ref: nuclear(model, x, y, eps=0.1, lam=40.0, reference_logits=ref,  # noqa: E731
+                              generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        clean = model.eval()(x)
+    assert torch.equal(run(None), run(clean))
+    assert not torch.equal(run(None), run(torch.zeros_like(clean)))  # the reference matters at lam 40
