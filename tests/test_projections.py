@@ -38,3 +38,16 @@ def test_bernoulli_start_magnitude_and_box():
     assert 0.35 < frac_up < 0.65
     edge = bernoulli_start(torch.zeros(2, 1, 4, 4), 0.2, torch.Generator().manual_seed(0))
     assert edge.min() >= 0
+
+
+def test_check_linf_refuses_nan_and_a_batch_just_outside_the_ball():
+    x = torch.full((2, 1, 3, 3), 0.5)
+    check_linf(x + 0.1, x, 0.1)  # on the sphere: allowed
+    with pytest.raises(ThreatModelViolation, match="from the clean one"):
+        check_linf(x + 0.15, x, 0.1)  # 1.5 eps, inside the box
+    nan = x.clone()
+    nan[0, 0, 1, 1] = float("nan")  # NaN compares False with every bound: it must not slip through
+    with pytest.raises(ThreatModelViolation, match="NaN"):
+        check_linf(nan, x, 0.1)
+    with pytest.raises(ThreatModelViolation):
+        check_linf(torch.full_like(x, float("inf")), x, 0.1)

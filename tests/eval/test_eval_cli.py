@@ -245,3 +245,108 @@ def test_negative_nuclear_lambda_is_a_usage_error(tmp_path, real_data_dir, capsy
                            capsys)
     assert code == 2 and "--nuclear-lam -1" in err and ">= 0" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+# --- mutation-testing additions: what counts as robust --------------------------------------------
+
+class _Threshold(torch.nn.Module):
+    """Class 0 iff the single pixel is above 0.5 (z0 = x - 0.5, z1 = 0.5 - x)."""
+
+    def forward(self, x):
+        v = x.flatten(1)[:, :1]
+        return torch.cat([v - 0.5, 0.5 - v], 1)
+
+
+class _Pixels:
+    """A four-image data set of 1x1x1 uint8 images for the runner (``get_batch`` and ``labels``)."""
+
+    def __init__(self, values, labels):
+        self.images = torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1, 1)
+        self.labels = torch.tensor(labels)
+
+    def get_batch(self, index):
+        return self.images[index]
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def _helper_job(n, eps):
+    """A job whose "attack" moves every image eps TOWARDS its label: it can only fix mistakes."""
+    def run(m, x, y, g):
+        toward = torch.where(y == 0, 1.0, -1.0).view(-1, 1, 1, 1)
+        return JobOutput((x + eps * toward).clamp(0, 1))
+    return registry.Job(f"helper@{n}", n, ["helper"], ["helper"], "helper", {"helper": "helper"}, {"helper": ""},
+                        {"n": n}, run)
+
+
+def test_a_clean_misclassified_image_is_never_counted_robust(tmp_path):
+    # pixels 0.4, 0.6, 0.45, 0.9 with labels 0, 0, 1, 1: clean-correct are images 1 and 2. The helper
+    # "attack" would turn image 0 correct (0.4 -> 0.7), but misclassified images are not attacked
+    from nuat.eval.runner import run_jobs
+    data = _Pixels([102, 153, 115, 230], [0, 0, 1, 1])
+    clean = build_jobs(parse_attacks("clean", 4), Settings(eps=0.3, pgd_step=0.1))[0]
+    state = run_jobs(_Threshold(), [clean, _helper_job(4, 0.3)], data, tmp_path / "state.json", {}, eps=0.3, seed=0,
+                     batch_size=3, device=torch.device("cpu"), progress=False)
+    assert state.flags("clean@4", "clean").tolist() == [False, True, True, False]
+    assert state.flags("helper@4", "helper").tolist() == [False, True, True, False]
+
+
+def test_score_batch_leaves_images_outside_clean_ok_not_robust_and_readouts_backed_by_the_checked_batch():
+    from nuat.eval.runner import score_batch
+    x = torch.tensor([0.9, 0.8, 0.7, 0.6]).view(4, 1, 1, 1)
+    y = torch.zeros(4, dtype=torch.long)  # all clean-correct for _Threshold
+    job = registry.Job("j@4", 4, ["early", "final"], ["early", "final"], "final", {"early": "e", "final": "f"},
+                       {"early": "", "final": ""}, {"n": 4},
+                       lambda m, xs, ys, g: JobOutput(xs, {"early": torch.zeros(len(ys), dtype=torch.bool)}))
+    clean_ok = torch.tensor([True, False, True, False])  # what the clean job recorded
+    flags, _, _ = score_batch(_Threshold(), job, x, y, clean_ok, torch.Generator(), 0.1, "t")
+    assert flags["final"].tolist() == [True, False, True, False]
+    # the readout claims every attacked image was fooled, but the checked batch fools none of them
+    assert flags["early"].tolist() == [True, False, True, False]
+
+
+def test_registry_pgd_restarts_are_a_worst_case_over_every_restart(monkeypatch):
+    # scripted pgd_trace: restart k returns x + 0.01 (k + 1); example 0 is fooled at step 2 in
+    # restart 1 only, example 2 at step 4 in restart 0 only, example 3 at step 2 in restart 2 only
+    fooled = {0: {4: [2]}, 1: {2: [0], 4: [0]}, 2: {2: [3], 4: [3]}}
+    calls = []
+
+    def scripted(m, x, y, *, readout, readout_seconds, **kw):
+        k = len(calls)
+        calls.append(k)
+        robust = {c: ~torch.isin(torch.arange(len(y)), torch.tensor(fooled[k].get(c, []), dtype=torch.long))
+                  for c in readout}
+        readout_seconds.update(dict.fromkeys(readout, 1.0))
+        return x + 0.01 * (k + 1), robust
+
+    monkeypatch.setattr(registry, "pgd_trace", scripted)
+    job = build_jobs(parse_attacks("pgd-2,pgd-4", 4), Settings(eps=0.1, pgd_step=0.01, pgd_restarts=3))[1]
+    x, y = torch.full((4, 1, 1, 1), 0.5), torch.zeros(4, dtype=torch.long)
+    out = job.run(None, x, y, torch.Generator())
+    assert calls == [0, 1, 2]
+    assert out.readouts["pgd-2"].tolist() == [False, True, True, False]
+    assert out.seconds["pgd-2"] == 3.0
+    # the checked batch holds each example's fooling restart; never-fooled ones the last restart's
+    torch.testing.assert_close(out.adversarial.flatten(), torch.tensor([0.52, 0.53, 0.51, 0.53]))
+
+
+def test_batch_correct_checks_the_threat_model_and_scores_in_eval_mode():
+    from nuat.eval.accuracy import accuracy, batch_correct
+    from nuat.projections import ThreatModelViolation
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).train()
+    with torch.no_grad():
+        model[2].running_mean.fill_(5.0)  # eval-mode logits differ from batch-statistics ones
+    x, y = torch.rand(32, 1, 2, 2), torch.randint(0, 3, (32,))
+    with torch.no_grad():
+        expected = model.eval()(x).argmax(1) == y
+    model.train()
+    assert torch.equal(batch_correct(model, x, y, None, 0.1), expected) and model.training
+    assert torch.equal(batch_correct(model, x, y, lambda m, xx, yy: xx, 0.1), expected) and model.training
+    with pytest.raises(ThreatModelViolation):
+        batch_correct(model, x, y, lambda m, xx, yy: (xx + 0.2).clamp(0, 1), 0.1)
+    # accuracy() counts images, not batches: 4 + 3 images
+    data = _Pixels([153, 230, 102, 204, 51, 250, 0], [0, 0, 0, 1, 1, 0, 0])
+    batches = [(data.images[:4].float() / 255, data.labels[:4]), (data.images[4:].float() / 255, data.labels[4:])]
+    assert accuracy(_Threshold(), batches, eps=0.1) == pytest.approx(4 / 7)
