@@ -355,3 +355,62 @@ def test_run_cost_sums_the_epochs_and_keeps_the_peak_memory(tmp_path):
     assert cost == {"epochs": 2, "forward_per_example": 22.0, "input_backward_per_example": 20.0,
                     "full_backward_per_example": 2.0, "train_seconds": 40.0,
                     "images_per_s": pytest.approx(2500 / 40), "wall_seconds": 99.0, "peak_memory_bytes": 7}
+
+
+# --- mutation-testing additions: gradients of the regularised losses, attack side effects ---------
+
+def _weight_gradient_matches(model, out, reference_loss):
+    params = list(model.parameters())
+    grads = torch.autograd.grad(out.loss, params)
+    expected = torch.autograd.grad(reference_loss, params)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+
+
+def _softmax_problem(seed=3):
+    g = torch.Generator().manual_seed(seed)
+    model = Linear(torch.randn(5, 16, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64))
+    x = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    return model, x, torch.randint(0, 5, (6,), generator=g)
+
+
+def test_trades_gradient_flows_through_the_clean_and_the_adversarial_pass():
+    # the published loss: CE + beta * KLDivLoss(sum)(log_softmax f(X~), softmax f(X)) / M, with
+    # gradients through both forward passes (the adversarial batch held fixed)
+    model, x, y = _softmax_problem()
+    out = build_method("trades", beta=6.0).loss(model, x, y, context(0.1))
+    logits, logits_adv = model(x), model(out.x_adv)
+    kl = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="sum") / 6
+    _weight_gradient_matches(model, out, F.cross_entropy(logits, y) + 6.0 * kl)
+
+
+def test_gat_gradient_flows_through_the_clean_and_the_adversarial_pass():
+    model, x, y = _softmax_problem()
+    out = build_method("gat").loss(model, x, y, context(0.1, lam=10.0))
+    logits, logits_adv = model(x), model(out.x_adv)
+    reg = ((F.softmax(logits_adv, 1) - F.softmax(logits, 1)) ** 2).sum(1).mean()
+    _weight_gradient_matches(model, out, F.cross_entropy(logits, y) + 10.0 * reg)
+
+
+def test_fgsm_at_weighs_clean_and_adversarial_ce_by_clean_weight():
+    model, x, y, s = binary_linear()
+    out = build_method("fgsm-at", clean_weight=0.25).loss(model, x, y, context(0.1))
+    ce, ce_adv = F.cross_entropy(model(x), y), F.cross_entropy(model(x + 0.1 * s), y)
+    assert ce_adv > ce
+    assert out.loss.item() == pytest.approx((0.25 * ce + 0.75 * ce_adv).item())
+
+
+@pytest.mark.parametrize("name", ["pgd-at", "trades"])
+def test_attacks_leave_batchnorm_statistics_alone_and_use_the_generator(name):
+    # the attack runs in eval mode: its forward passes (the TRADES target included) must not move
+    # the running statistics; its random start comes from the step's generator
+    model, (x, y) = tiny_cnn(train=True), edge_batch(n=24)
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+    method = build_method(name)
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    attack = method.adversarial_batch
+    a = attack(model, x, y, context(0.1, seed=1))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stats.items()) and model.training
+    assert torch.equal(a, attack(model, x, y, context(0.1, seed=1)))
+    assert not torch.equal(a, attack(model, x, y, context(0.1, seed=2)))
