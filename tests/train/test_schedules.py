@@ -86,3 +86,14 @@ def test_epoch_line_says_n_a_for_a_pass_the_method_does_not_make():
               "images_per_s": 100.0}
     line = format_epoch(record)
     assert "clean n/a  adv 73.6%  val clean 84.5%" in line and "nan" not in line
+
+
+def test_reached_is_at_or_past_the_fraction_despite_float_rounding():
+    from nuat.train.schedules import reached
+    # 0.07 * 100 is 7.000000000000001 and 0.29 * 100 is 28.999999999999996 in floating point
+    assert 0.07 * 100 > 7 and reached(7, 100, 0.07) and not reached(6, 100, 0.07)
+    assert reached(29, 100, 0.29) and not reached(28, 100, 0.29)
+    assert reached(0, 10, 0.0)  # a drop at fraction 0 applies from the first epoch
+    assert [step_lr(e, 100, lr_max=1.0, drops=(0.07,)) for e in range(5, 10)] == pytest.approx([1.0] * 2 + [0.1] * 3)
+    boosted = [lambda_ramp(e, 100, lam_max=1.0, ramp_fraction=0.0, boost=(0.07, 4.0)) for e in (6, 7)]
+    assert boosted == [1.0, 4.0]
