@@ -123,3 +123,14 @@ def test_load_model_on_a_folder_or_a_pt_file_says_what_to_give(tmp_path):
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match=r"needs --model and --dataset"):
         nuat.load_model(tmp_path / "plain.pt")
+
+
+def test_pt_with_non_tensor_values_is_refused_and_load_model_returns_eval_mode(tmp_path):
+    mixed = tmp_path / "mixed.pt"
+    torch.save({"weight": torch.zeros(2), "epoch": 3}, mixed)  # weights_only can read it, but it is no state dict
+    with pytest.raises(CheckpointError, match="dict of tensors"):
+        load_state_dict_file(mixed)
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28).train()
+    path = tmp_path / "m.safetensors"
+    save_model(path, model, dataset="mnist")
+    assert not nuat.load_model(path).training
