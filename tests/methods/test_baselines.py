@@ -369,7 +369,8 @@ def _weight_gradient_matches(model, out, reference_loss):
 
 def _softmax_problem(seed=3):
     g = torch.Generator().manual_seed(seed)
-    model = Linear(torch.randn(5, 16, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64))
+    w, b = torch.randn(5, 16, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    model = Linear(w, b)
     x = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64)
     return model, x, torch.randint(0, 5, (6,), generator=g)
 
