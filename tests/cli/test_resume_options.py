@@ -44,8 +44,25 @@ def test_resume_accepts_the_same_options(unfinished_run, real_data_dir):
     assert (unfinished_run / "summary.json").exists()
 
 
-def test_resume_accepts_data_that_moved(unfinished_run, real_data_dir, tmp_path):
+def test_resume_accepts_data_that_moved_and_then_says_the_run_is_finished(unfinished_run, real_data_dir, tmp_path,
+                                                                         capsys):
     moved = tmp_path / "moved-data"
     moved.symlink_to(real_data_dir, target_is_directory=True)
     assert main(["train", "--resume", str(unfinished_run), "--data-dir", str(moved)]) == 0
     assert (unfinished_run / "summary.json").exists()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(unfinished_run)]) == 2
+    err = capsys.readouterr().err
+    assert "that run is finished" in err and "nuat eval" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_broken_state_is_reported_as_one_plain_warning_line(unfinished_run, capsys):
+    states = sorted((unfinished_run / "state").glob("state-*.safetensors"))
+    newest = states[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    capsys.readouterr()
+    main(["train", "--resume", str(unfinished_run)])
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "unreadable" in x)
+    assert line.startswith(f"nuat train: warning: training state {newest}"), err
+    assert "Warning" not in err and "warnings.warn" not in err and "load_latest_state" not in err, err

@@ -350,3 +350,19 @@ def test_batch_correct_checks_the_threat_model_and_scores_in_eval_mode():
     data = _Pixels([153, 230, 102, 204, 51, 250, 0], [0, 0, 0, 1, 1, 0, 0])
     batches = [(data.images[:4].float() / 255, data.labels[:4]), (data.images[4:].float() / 255, data.labels[4:])]
     assert accuracy(_Threshold(), batches, eps=0.1) == pytest.approx(4 / 7)
+
+
+def test_more_targets_than_wrong_classes_is_a_usage_error(tmp_path, real_data_dir, capsys):
+    """A 10-class model has 9 wrong classes: '--targets 20' would be reported as top-20 but attack 9."""
+    from nuat.checkpoints import save_model
+    from nuat.models import build_model
+
+    ckpt = tmp_path / "ck.safetensors"
+    save_model(ckpt, build_model("small-cnn", num_classes=10, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--targets", "10",
+                                     attacks="targeted-pgd-2"), capsys)
+    assert code == 2 and "--targets 10" in err and "at most 9" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "o9", real_data_dir, "--targets", "9", "--n", "8",
+                                     attacks="targeted-pgd-2"), capsys)
+    assert code == 0, err

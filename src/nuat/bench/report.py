@@ -19,6 +19,10 @@ PASS_LABELS = {
 }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _ms(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{1e3 * x:.2f}"
 
@@ -44,7 +48,8 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     lines = [f"# {title}", ""]
     lines += [
         f"- {cfg['dataset']}, `{cfg['model']}`, batch {cfg['batch_size']}, eps {cfg['eps']:.4g}; "
-        f"{cfg['trials']} interleaved trials x {cfg['steps']} iterations after {cfg['warmup']} warm-up iterations",
+        f"{_count(cfg['trials'], 'interleaved trial')} x {_count(cfg['steps'], 'iteration')} after "
+        f"{_count(cfg['warmup'], 'warm-up iteration')}",
         f"- machine: {env['machine']}; device {env['device']}",
         f"- torch threads {env['torch_threads']}; commit `{env['commit']}`; {result['created']}",
         f"- load average (1/5/15 min) before: {env['load_average_before']}, after: {env['load_average_after']}",

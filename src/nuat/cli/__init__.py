@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import warnings
 from collections.abc import Sequence
 
-from nuat.errors import UsageError
+from nuat.errors import RunWarning, UsageError
 
 SUBCOMMANDS = ("train", "eval", "sanity", "bench")
 #: OSErrors that mean a bad path on the command line (exit 2); others (a full disk, I/O errors)
@@ -49,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_run_warnings_plainly(command: str) -> None:
+    """nuat's own warnings (:class:`RunWarning`) as one line, without the source line Python adds;
+    other warnings keep Python's format. Call inside ``warnings.catch_warnings()``."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, RunWarning):
+            sys.stderr.write(f"nuat {command}: warning: {message}\n")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            _show_run_warnings_plainly(args.command)
+            return int(args.run(args) or 0)
     except UsageError as exc:
         sys.stderr.write(f"nuat {args.command}: error: {exc}\n")
         return 2

@@ -82,8 +82,14 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--render {path}: not a readable nuat bench JSON ({type(exc).__name__}: {exc})") from None
     print(text, end="")
-    print(f"wrote {md_path}")
+    print(f"wrote {md_path}{_figure_note(md_path, text)}")
     return 0
+
+
+def _figure_note(md_path: Path, text: str) -> str:
+    """The report's figure, as " and PATH", when the report shows one (matplotlib is installed)."""
+    figure = md_path.with_suffix(".png")
+    return f" and {figure}" if f"]({figure.name})" in text else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         c = result["config"]
         out = f"benchmarks/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
     json_path, md_path = write(result, Path(out), title=args.title or "nuat bench", notes=args.note)
-    print(md_path.read_text(), end="")
-    print(f"wrote {json_path} and {md_path}")
+    text = md_path.read_text()
+    print(text, end="")
+    print(f"wrote {json_path}, {md_path}{_figure_note(md_path, text)}")
     return 0

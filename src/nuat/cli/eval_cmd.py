@@ -105,6 +105,16 @@ def _default_out(target: str) -> Path:
     return path / "eval" if path.is_dir() else path.parent / f"eval-{path.stem}"
 
 
+def _check_target_count(count: int, targets: list[Any]) -> None:
+    """--targets N needs N wrong classes: a report of "top-20" on a 10-class model would only attack 9."""
+    for target in targets:
+        spec = getattr(target.model, "model_spec", None) or target.metadata.get("model_spec") or {}
+        classes = spec.get("num_classes")
+        if isinstance(classes, int) and count > classes - 1:
+            raise UsageError(f"--targets {count} is more than the {classes - 1} wrong classes of {target.name} "
+                             f"({classes} classes); give at most {classes - 1}, or 'all'")
+
+
 def run(args: argparse.Namespace) -> int:
     from nuat.eval.evaluate import EvalOptions, evaluate
     from nuat.eval.registry import Settings, build_jobs, check_loss, parse_attacks, parse_step
@@ -121,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
     out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
+    if targets_text != "all":
+        _check_target_count(int(targets_text), targets)
     if out is None:  # once the target is known to exist: its folder holds the default
         out = check_out(_default_out(args.target), "the default --out")
     settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,

@@ -65,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
             return 1
         flagged |= result["verdict"] != "PASS"
         print(render_sanity(result))
-        print(f"wrote {folder / 'sanity.json'} and {folder / 'sanity.md'}", file=sys.stderr)
+        figure = f" and {folder / result['plot']}" if result["plot"] else ""
+        print(f"wrote {folder / 'sanity.json'}, {folder / 'sanity.md'}{figure}", file=sys.stderr)
     return 0

@@ -243,6 +243,9 @@ def resumed_config(folder: Path, args: argparse.Namespace):
     """The saved, fully resolved configuration of the run in ``folder`` (progress/device from the CLI)."""
     from nuat.train.config import load_run_config
 
+    if (folder / "config.json").is_file() and (folder / "summary.json").exists():
+        raise UsageError(f"--resume {folder}: that run is finished (it has its summary.json); evaluate it with "
+                         f"'nuat eval {folder}', or train again in another --out")
     if not unfinished(folder):
         raise UsageError(f"--resume {folder}: no unfinished run there (needs config.json and state/, no summary.json)")
     check_out(folder, "--resume")

@@ -95,6 +95,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     total = sum(r["name"] != "clean" for r in result["attacks"])
     for w in result["worst_case"]:
         k = sum(a != "clean" for a in w["attacks"])
+        if k == 0:  # clean only: the worst case is the clean row
+            continue
         noun = "attack" if k == 1 else "attacks"
         scope = f"all {k} {noun}" if k == total else f"the {k} {noun} run on all {w['n']:,}"
         lines.append(f"| **worst case** ({scope}) | {w['n']:,} | **{_pct(w['accuracy'])}** | {w['robust']:,} | | "

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from nuat.checkpoints import atomic_write_bytes
+from nuat.errors import RunWarning
 
 FORMAT = "nuat-train-state/1"
 KEEP = 2
@@ -116,7 +117,7 @@ def load_latest_state(folder: Path) -> tuple[Path, dict[str, torch.Tensor], dict
             tensors, info = read_state(path)
         except Exception as exc:  # truncated header, bad JSON, hash mismatch...
             warnings.warn(f"training state {path} is unreadable ({exc}); falling back to the previous one",
-                          stacklevel=2)
+                          RunWarning, stacklevel=2)
             continue
         return path, tensors, info
     return None
