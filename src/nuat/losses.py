@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,8 @@ def _check_backend(name: str) -> None:
 
 def set_nuclear_backend(name: str) -> str:
     """Make ``name`` the backend of :func:`nuclear_norm` calls that do not name one; returns the
-    previous default (the training loop leaves it at ``auto``; ``nuat bench`` compares them)."""
+    previous default (the training loop leaves it at ``auto``; ``nuat bench`` compares them).
+    Raises ``ValueError`` unless ``name`` is in ``NUCLEAR_BACKENDS``."""
     global _default_backend
     _check_backend(name)
     previous, _default_backend = _default_backend, name
@@ -37,8 +39,9 @@ def set_nuclear_backend(name: str) -> str:
 
 
 @contextlib.contextmanager
-def nuclear_backend(name: str):
-    """``with nuclear_backend("gram"): ...`` uses that backend inside the block."""
+def nuclear_backend(name: str) -> Iterator[None]:
+    """``with nuclear_backend("gram"): ...`` uses that backend inside the block (``ValueError`` for an
+    unknown name)."""
     previous = set_nuclear_backend(name)
     try:
         yield
@@ -179,6 +182,10 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
         differentiable where the difference has full rank; the gradient (a subgradient on
         rank-deficient input, see ``backend``) stays finite when singular values coincide or
         vanish. Computed in at least float32 with autocast off (bf16 logits are upcast).
+
+    Raises:
+        ValueError: unknown ``backend``. Both inputs must have the same shape (M, C): they are
+            subtracted with broadcasting, unchecked; ``group_size`` must be positive.
     """
     m = logits_a.shape[0]
     device = logits_a.device
@@ -198,12 +205,15 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
 
 
 def nuat_objective(
-    logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor, lam: float, *,
+    logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor | None, lam: float, *,
     group_size: int | None = None,
 ) -> torch.Tensor:
     """The loss ``CE(f(X~), Y) + lam * ||f(X~) - f(X)||_* / M`` (paper Eq. 1 as attack objective,
-    Eq. 2 with ``logits = f(X)`` swapped in as training loss). CE is the minibatch mean;
-    ``group_size`` as in :func:`nuclear_norm`."""
+    Eq. 2 with ``logits = f(X)`` swapped in as training loss), a scalar.
+
+    ``logits`` and ``reference_logits``: (M, C); ``labels``: (M,) int64. CE is the minibatch mean;
+    at ``lam == 0`` the reference is not read (None allowed); ``group_size`` as in
+    :func:`nuclear_norm`."""
     loss = F.cross_entropy(logits, labels)
     if lam != 0.0:
         loss = loss + lam * nuclear_norm(logits, reference_logits, group_size=group_size)

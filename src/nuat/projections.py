@@ -46,13 +46,19 @@ def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tens
 
 
 def random_uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform noise in [-eps, eps] added to ``x``, clamped to [0, 1] (PGD's random start)."""
+    """Uniform noise in [-eps, eps] added to ``x``, clamped to [0, 1] (PGD's random start).
+
+    Same shape and dtype as ``x``; ``generator`` must be on ``x``'s device (None: the global one).
+    """
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
     return torch.clamp(x + eps * noise, 0.0, 1.0)
 
 
 def bernoulli_start(x: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """NuAT's initial noise (Sec. 5.1): ``alpha * sign(U - 0.5)`` per pixel, then clamp to [0, 1]."""
+    """NuAT's initial noise (Sec. 5.1): ``alpha * sign(U - 0.5)`` per pixel, then clamp to [0, 1].
+
+    Same shape and dtype as ``x``; ``generator`` must be on ``x``'s device (None: the global one).
+    """
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return torch.clamp(x + alpha * torch.sign(u - 0.5), 0.0, 1.0)
 

@@ -1,8 +1,18 @@
 """Attacks under the L-infinity threat model: plain functions ``attack(model, inputs, labels, *, eps, ...)``.
 
-Inputs are (B, C, H, W) images in [0, 1] on any device; outputs are adversarial images of the
-same shape inside the eps-ball and the [0, 1] box. None of them changes the model's mode:
-evaluation code puts the model in eval mode (the NuAT training attack does so itself).
+Inputs are (B, C, H, W) images in [0, 1] on any device, labels (B,) int64; eps and step sizes
+are in pixel units of that range; outputs are adversarial images of the same shape inside the
+eps-ball and the [0, 1] box (inputs outside [0, 1] are not refused; the projection clamps).
+None of them changes the model's mode: evaluation code puts the model in eval mode (the NuAT
+training attack does so itself); a model left in train mode updates its BatchNorm statistics on
+every attack pass. nuat's own attacks never touch parameter ``.grad`` fields (AutoAttack's FAB
+calls ``backward()``: freeze the parameters, as ``nuat eval`` does, or zero them afterwards).
+
+Randomness (the random starts) comes from ``generator``, a ``torch.Generator`` on the inputs'
+device (None: the global one), so a seeded generator makes an attack reproducible; ``square``
+and the AutoAttack functions take a ``seed`` instead and reseed the global generator with it
+(they need the optional package ``pyautoattack``, the ``eval`` extra). ``steps < 1`` and
+unknown loss names raise ``ValueError``.
 """
 
 from nuat.attacks.autoattack import autoattack, run_autoattack

@@ -59,7 +59,7 @@ def gama_pgd(
         reference: where the guide's reference softmax is taken: "start" (the random start, as
             the reference details and the GAMA authors' code; default) or "clean" (the clean
             image, the centre of the ball, as GAMA's Eq. 3 is written).
-        generator: source of the random sign start.
+        generator: source of the random sign start, on the inputs' device (default: the global one).
     Returns:
         (B, C, H, W) adversarial images in the eps-ball and [0, 1]: for each example the first
         iterate that fooled the model, otherwise the last iterate.

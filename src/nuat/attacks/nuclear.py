@@ -61,15 +61,21 @@ def nuclear(
 
     Args:
         inputs: (M, C, H, W) clean images in [0, 1]; labels: (M,) int64.
-        eps: L-infinity radius; step_size defaults to eps (published); alpha (Bernoulli noise
-            magnitude) defaults to eps / 2 (published 4/255 at eps 8/255).
-        lam: weight of the nuclear term in step 1 (0 gives R-FGSM-style CE steps).
+        eps: L-infinity radius in pixels; step_size defaults to eps (published); alpha (Bernoulli
+            noise magnitude) defaults to eps / 2 (published 4/255 at eps 8/255).
+        lam: weight of the nuclear term in step 1 (0 gives R-FGSM-style CE steps; NuAT's training
+            uses 0 on every other minibatch, Sec. 5.1).
+        steps: 1 (NuAT) or 2 (NuAT2); more steps are further CE steps.
         reference_logits: f(X) of Eq. 1, (M, classes); training passes the detached train-mode
             clean logits. If None, computed here in eval mode.
         first_step_model, first_step_reference: NuAT2-WA takes step 1 on the averaged model with
-            that model's own clean logits as reference.
+            that model's own clean logits as reference (``reference_logits`` is then not read).
+        generator: source of the Bernoulli start, on the inputs' device (default: the global one).
+        group_size: row groups of the nuclear term (:func:`nuat.losses.nuclear_norm`).
     Returns:
-        (M, C, H, W) adversarial images in the eps-ball and [0, 1].
+        (M, C, H, W) adversarial images in the eps-ball and [0, 1], detached.
+    Raises:
+        ValueError: ``steps < 1``.
     """
     check_steps(steps)
     alpha = eps / 2 if alpha is None else alpha

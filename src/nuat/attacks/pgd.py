@@ -50,7 +50,7 @@ def pgd_trace(
         readout: step counts <= steps at which to record per-example robustness.
         loss: "ce" (cross-entropy) or "margin" (``max_{j != y} z_j - z_y``, Carlini & Wagner).
         random_start: start from uniform noise in the eps-ball (Madry et al.) instead of ``inputs``.
-        generator: source of the random start (default: the global generator).
+        generator: source of the random start, on the inputs' device (default: the global one).
         readout_seconds: if a dict is given, it is filled with the wall-clock seconds from the
             call's start to each readout step (what a run of that many steps costs).
     Returns:
@@ -103,13 +103,20 @@ def pgd(
 ) -> torch.Tensor:
     """Untargeted L-infinity PGD with restarts; returns the strongest adversarial images found.
 
+    Runs the model in the mode it is in (call ``model.eval()`` first for an evaluation).
+
     Args:
         inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
-        eps: radius; steps: steps per restart; step_size: defaults to ``2.5 * eps / steps``
-            (Madry et al.); restarts: independent random starts, an example keeps the first
-            restart that fools the model; loss: "ce" or "margin".
+        eps: radius in pixels; steps: steps per restart; step_size: defaults to
+            ``2.5 * eps / steps`` (Madry et al.); restarts: independent random starts, an example
+            keeps the first restart that fools the model; loss: "ce" or "margin".
+        random_start: start each restart from uniform noise in the eps-ball (else from ``inputs``).
+        generator: source of the random starts, on the inputs' device (default: the global one).
     Returns:
-        (B, C, H, W) adversarial images in the eps-ball and [0, 1].
+        (B, C, H, W) adversarial images in the eps-ball and [0, 1]: for each example the first
+        fooling iterate where one was found, else the last iterate of the last restart.
+    Raises:
+        ValueError: ``steps < 1``, ``restarts < 1`` or an unknown ``loss``.
     """
     check_steps(steps)
     if restarts < 1:

@@ -53,7 +53,10 @@ def targeted_pgd(
     Args:
         inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
         eps: radius; steps: steps per target; step_size: defaults to ``2.5 * eps / steps``.
+        targets: how many of the most likely wrong classes to try (capped at K - 1).
         loss: "margin" (``z_t - z_y``) or "ce" (minimise the target's cross-entropy).
+        random_start: start each run from uniform noise in the eps-ball (else from ``inputs``).
+        generator: source of the random starts, on the inputs' device (default: the global one).
     Returns:
         (B, C, H, W) adversarial images in the eps-ball and [0, 1]: the first iterate that fooled
         the model where one was found, otherwise the last iterate of the last target's run.
