@@ -30,7 +30,14 @@ class ModelEMA:
     """``avg = (1 - tau) * current + tau * avg`` after every optimiser step (reference details).
 
     Floating-point parameters and buffers (BatchNorm running mean/var) are averaged; integer
-    buffers (``num_batches_tracked``) are copied. The averaged model stays in eval mode.
+    buffers (``num_batches_tracked``) are copied. The averaged model, ``ema.model``, is a deep copy
+    of ``model`` at construction (same device: build the average after ``model.to(device)``), in
+    eval mode with frozen parameters; use it as ``ema.model(x)``.
+
+    The average starts at ``model``'s initial weights, whose weight after n updates is ``tau**n``:
+    the published tau 0.9998 suits a ~76,600-step run; for a shorter run take
+    :func:`tau_for_run` (e.g. ``tau_for_run(0.9998, epochs * len(loader))``). Raises
+    ``ValueError`` unless ``0 <= tau < 1``.
     """
 
     def __init__(self, model: nn.Module, tau: float) -> None:
@@ -58,4 +65,5 @@ class ModelEMA:
             torch._foreach_lerp_(floats_avg, floats_cur, 1.0 - self.tau)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The averaged model's state dict."""
         return self.model.state_dict()

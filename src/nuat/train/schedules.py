@@ -24,6 +24,8 @@ def lambda_ramp(epoch: int, epochs: int, *, lam_max: float, ramp_fraction: float
     multiplies lambda by ``factor`` from epoch ``fraction * epochs`` on (GAT's published script:
     lambda x 4 after epoch 85 of 100, i.e. ``(0.86, 4.0)``).
 
+    Raises ``ValueError`` unless ``epochs > 0``.
+
     >>> lambda_ramp(45, 100, lam_max=4.5, ramp_fraction=0.9)
     2.25
     >>> lambda_ramp(86, 100, lam_max=10.0, ramp_fraction=0.0, boost=(0.86, 4.0))
@@ -77,6 +79,7 @@ def step_lr(epoch: int, epochs: int, *, lr_max: float, drops: tuple[float, ...] 
 
     GAT's published CIFAR-10 script (100 epochs): LR 0.1, divided by 10 after epochs 70 and 85,
     i.e. ``drops = (0.71, 0.86)`` (the same epoch as its lambda boost, see ``lambda_ramp``).
+    Raises ``ValueError`` unless ``epochs > 0``.
 
     >>> step_lr(70, 100, lr_max=0.1, drops=(0.71, 0.86))
     0.1
