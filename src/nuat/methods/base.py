@@ -22,7 +22,10 @@ class StepContext:
     """What the loop tells a method about the current iteration.
 
     ``lam`` is the epoch's lambda (a Python float: no host sync); ``batch_index`` counts from 0
-    within the epoch; ``averages`` maps EMA names to their averaged models (eval mode).
+    within the epoch; ``iteration`` counts optimiser steps from 0 over the run; ``eps`` is the
+    radius in pixels; ``generator`` is on the training device and is the one source for the
+    method's randomness (it is saved with the training state, so a resumed run draws the same
+    numbers); ``averages`` maps EMA names to their averaged models (eval mode).
     """
 
     epoch: int
@@ -39,9 +42,12 @@ class StepContext:
 class StepOutput:
     """A method's loss plus per-batch sums (device tensors, read once per epoch by the loop).
 
-    ``sums`` keys used by the loop: ``ce`` (sum of clean CE), ``reg`` (regulariser * M),
-    ``correct_clean``, ``correct_adv`` and ``n``; a method may add more (all summed per epoch).
-    ``x_adv`` is kept for checks (eps-ball tests, health monitoring).
+    ``sums`` keys used by the loop: ``loss`` (``loss * M``; the loop's divergence check reads
+    it, so a method without it is never stopped on a NaN loss), ``ce`` (sum of clean CE), ``reg``
+    (regulariser * M), ``correct_clean``, ``correct_adv`` (a missing one is logged as NaN) and
+    ``n`` (the batch size, which the epoch means divide by); a method may add more (all summed
+    per epoch). ``x_adv`` (B, C, H, W) is not read by the loop; the tests check it against the
+    eps-ball.
     """
 
     loss: torch.Tensor
@@ -122,10 +128,19 @@ class Method:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore what :meth:`state_dict` returned (on resume)."""
 
     # the step ------------------------------------------------------------------------------
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
+        """The training loss of one minibatch, with its statistics.
+
+        ``x``: (B, C, H, W) float32 images in [0, 1] on the training device; ``y``: (B,) int64.
+        ``model`` is in train mode (possibly ``torch.compile``-d) and must be left in it; the
+        loop calls this under its autocast setting, then ``backward()`` on ``StepOutput.loss``
+        (a scalar, a minibatch mean) and the optimiser step, so the method must not. Every nuat
+        method attacks in eval mode (:func:`nuat.attacks.eval_mode`, docs/baselines.md) and
+        draws its randomness from ``ctx.generator``.
+        """
         raise NotImplementedError
 
 
