@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -33,12 +33,19 @@ def batch_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: At
 
 def accuracy(
     model: nn.Module,
-    batches,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     attack: Attack | None = None,
     *,
     eps: float,
 ) -> float:
-    """Fraction of examples in ``batches`` (an iterable of (x, y)) classified correctly under ``attack``."""
+    """Fraction of examples in ``batches`` (an iterable of (x, y)) classified correctly under ``attack``.
+
+    ``x``: (B, C, H, W) in [0, 1], ``y``: (B,) int64 (e.g. a :class:`nuat.data.BatchLoader`);
+    ``attack(model, x, y)`` returns the adversarial batch, so bind its options first, e.g.
+    ``lambda m, x, y: pgd(m, x, y, eps=eps, steps=20)``; ``eps`` (pixels) is the radius every
+    batch is checked against. Each batch as in :func:`batch_correct`: eval mode (restored after),
+    :class:`nuat.projections.ThreatModelViolation` for a batch outside the threat model.
+    """
     correct = total = 0
     for x, y in batches:
         ok = batch_correct(model, x, y, attack, eps)
