@@ -173,6 +173,8 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     """Load split ``"train"`` or ``"test"`` of data set ``name`` (see ``find_root`` for the lookup).
 
     Args:
+        data_dir: a data root searched first, holding ``<data_dir>/<name>/`` (e.g. ``mnist/``
+            with the four IDX files).
         image_size: output side in pixels for the file-based sets (imagenet, imagenet-100,
             imagefolder; default 224 for ImageNet, the native size otherwise). Ignored for
             the in-memory sets, which keep their native size.
@@ -184,7 +186,11 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
 
     Returns uint8 images (via ``get_batch``) and int64 labels; for ImageNet the test
     split is ``val/``, resized to 256/224 of ``image_size`` and center-cropped. Only the files
-    of ``split`` need to be on disk.
+    of ``split`` need to be on disk. Wrap it in :class:`nuat.data.BatchLoader` for float batches
+    in [0, 1].
+
+    Raises :class:`nuat.errors.DataError` when the files are not found (or fail to download) or
+    are malformed, :class:`nuat.errors.UsageError` for an unknown name, split or image_size.
     """
     spec = get_dataset_spec(name)
     if split not in SPLITS:
