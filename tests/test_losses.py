@@ -58,3 +58,13 @@ def test_margin_loss():
     z = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
     y = torch.tensor([0, 0])
     assert margin_loss(z, y).tolist() == [-1.0, 5.0]
+
+
+@pytest.mark.parametrize("b_shape, group", [((8, 1), None), ((8, 10, 1), None), ((4, 10), None), ((8, 10), 0),
+                                            ((8, 10), -1), ((8, 10), 2.5), ((8, 10), True)])
+def test_nuclear_norm_refuses_mismatched_shapes_and_bad_groups(b_shape, group):
+    # (8, 1) against (8, 10) would broadcast into a wrong but finite value; group 0 or -1 would
+    # fail deep inside with a ZeroDivisionError or a reshape error
+    a = torch.randn(8, 10)
+    with pytest.raises(ValueError, match="nuclear_norm needs|group_size"):
+        nuclear_norm(a, torch.randn(*b_shape), group_size=group)

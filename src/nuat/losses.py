@@ -184,9 +184,15 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
         vanish. Computed in at least float32 with autocast off (bf16 logits are upcast).
 
     Raises:
-        ValueError: unknown ``backend``. Both inputs must have the same shape (M, C): they are
-            subtracted with broadcasting, unchecked; ``group_size`` must be positive.
+        ValueError: unknown ``backend``; inputs that are not both (M, C) of the same shape
+            (broadcasting would silently compare the wrong entries); ``group_size`` not a
+            positive integer.
     """
+    if logits_a.dim() != 2 or logits_a.shape != logits_b.shape:
+        raise ValueError(f"nuclear_norm needs two (M, C) logit matrices of the same shape, got "
+                         f"{tuple(logits_a.shape)} and {tuple(logits_b.shape)}")
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
+        raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
     m = logits_a.shape[0]
     device = logits_a.device
     name = _resolve_backend(backend, device)

@@ -285,3 +285,14 @@ def test_nuclear_attack_without_reference_uses_the_eval_mode_clean_logits():
         clean = model.eval()(x)
     assert torch.equal(run(None), run(clean))
     assert not torch.equal(run(None), run(torch.zeros_like(clean)))  # the reference matters at lam 40
+
+
+def test_pgd_trace_refuses_readouts_beyond_its_steps_and_targeted_pgd_zero_targets():
+    model = tiny_cnn()
+    x, y = batch()
+    with pytest.raises(ValueError, match=r"readout steps .* \[11\]"):
+        pgd_trace(model, x, y, eps=0.1, steps=10, step_size=0.02, readout=(5, 11))
+    _, robust = pgd_trace(model, x, y, eps=0.1, steps=10, step_size=0.02, readout=(0, 10))
+    assert sorted(robust) == [0, 10]
+    with pytest.raises(ValueError, match="targets must be >= 1"):  # else the clean images come back as "adversarial"
+        targeted_pgd(model, x, y, eps=0.1, steps=2, targets=0)

@@ -57,12 +57,17 @@ def pgd_trace(
         (x_adv, robust): x_adv (B, C, H, W) is a fooling iterate where one was found, else the
         last iterate; robust maps each readout step n to a (B,) bool tensor, True where the
         model was still correct at every iterate 0..n.
+    Raises:
+        ValueError: ``steps < 1``, a readout step outside [0, steps], or an unknown ``loss``.
     """
     check_steps(steps)
+    beyond = sorted(int(n) for n in readout if not 0 <= int(n) <= steps)
+    if beyond:  # they would be missing from the result, a KeyError far from the cause
+        raise ValueError(f"readout steps must lie in [0, steps={steps}], got {beyond}")
     start = time.perf_counter()
     objective = _objective(loss, labels)
     x_adv = random_uniform_start(inputs, eps, generator) if random_start else inputs.detach().clone()
-    wanted = {int(n) for n in readout if 0 <= int(n) <= steps}
+    wanted = {int(n) for n in readout}
     best = x_adv.detach().clone()
     robust = torch.ones(labels.shape[0], dtype=torch.bool, device=inputs.device)
     out: dict[int, torch.Tensor] = {}

@@ -60,8 +60,12 @@ def targeted_pgd(
     Returns:
         (B, C, H, W) adversarial images in the eps-ball and [0, 1]: the first iterate that fooled
         the model where one was found, otherwise the last iterate of the last target's run.
+    Raises:
+        ValueError: ``steps < 1``, ``targets < 1`` or an unknown ``loss``.
     """
     check_steps(steps)
+    if targets is not None and targets < 1:  # no target run: the clean images would pass as an attack
+        raise ValueError(f"targets must be >= 1 or None (all wrong classes), got {targets}")
     size = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
         ranked = target_classes(model(inputs), labels, targets)
