@@ -66,3 +66,46 @@ def test_a_broken_state_is_reported_as_one_plain_warning_line(unfinished_run, ca
     line = next(x for x in err.splitlines() if "unreadable" in x)
     assert line.startswith(f"nuat train: warning: training state {newest}"), err
     assert "Warning" not in err and "warnings.warn" not in err and "load_latest_state" not in err, err
+
+
+# The comparison itself, without training: a saved run is its config.json (as a fresh run writes it)
+# and a state/ folder; resumed_config either returns the saved configuration or refuses (UsageError).
+
+def _train_args(*options):
+    from nuat.cli import build_parser
+
+    return build_parser().parse_args(["train", *options])
+
+
+def saved_run(tmp_path, *options, name="run"):
+    import json
+
+    from nuat.cli.train_cmd import resolve_config
+
+    folder = tmp_path / name
+    folder.mkdir()
+    cfg = resolve_config(_train_args(*RUN, *options, "--out", str(folder)), fresh=False)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (folder / "state").mkdir()
+    return folder
+
+
+def resume(folder, *options):
+    from pathlib import Path
+
+    from nuat.cli.train_cmd import resumed_config
+
+    return resumed_config(Path(folder), _train_args("--resume", str(folder), *options))
+
+
+@pytest.mark.parametrize("changed", [["--seed", "0"], ["--dataset", "fashion-mnist"], ["--method", "nuat"],
+                                     ["--val-per-class", "100"], ["--final-eval", "1000"], ["--save-every", "0"],
+                                     ["--on-collapse", "warn"], ["--nuclear-backend", "auto"]])
+def test_resume_refuses_a_change_to_the_options_default_value(tmp_path, changed):
+    """An option given with its default value is given: on a run saved with another value it is a change."""
+    from nuat.errors import UsageError
+
+    folder = saved_run(tmp_path, "--seed", "1", "--save-every", "5", "--on-collapse", "rollback",
+                       "--nuclear-backend", "svd")
+    with pytest.raises(UsageError, match=f"changes {changed[0]} "):
+        resume(folder, *changed)

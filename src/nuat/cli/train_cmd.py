@@ -14,6 +14,8 @@ from nuat.train.fastpath import AMP_MODES
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a robust model", description=__doc__)
+    for kind in (None, "store", "store_true"):  # every option records that the command line gave it
+        p.register("action", kind, _recording(p._registry_get("action", kind)))
     p.add_argument("--dataset", default="fashion-mnist", help="data set name (default: fashion-mnist)")
     p.add_argument("--model", help="architecture (default: the data set's recipe)")
     p.add_argument("--method", default="nuat", help="training method (default: nuat)")
@@ -81,8 +83,24 @@ def add_parser(sub: Any) -> None:
     _DEFAULTS.update(vars(p.parse_args([])))
 
 
-#: every option's default (filled by ``add_parser``), to tell which options the command line set
+#: every option's default (filled by ``add_parser``)
 _DEFAULTS: dict[str, Any] = {}
+#: the attribute of the parsed arguments that names the options the command line gave (a set of dests)
+_GIVEN = "given_options"
+
+
+def _recording(action_class: type[argparse.Action]) -> type[argparse.Action]:
+    """``action_class`` that also adds its dest to ``namespace.given_options``: an option given
+    with its default value (--seed 0) is given all the same."""
+
+    class Recording(action_class):  # type: ignore[valid-type, misc]
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+            super().__call__(parser, namespace, values, option_string)
+            setattr(namespace, _GIVEN, {*getattr(namespace, _GIVEN, ()), self.dest})
+
+    return Recording
+
+
 #: options that are not part of the saved configuration, or that a resume takes from the command line
 #: (--data-dir says where the data are, not what the run is: data that moved can still be resumed)
 _NOT_COMPARED_ON_RESUME = {"resume", "device", "no_progress", "data_dir", "overwrite", "run", "command"}
@@ -272,8 +290,10 @@ def _option_value(cfg: Any, dest: str) -> Any:
 def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> None:
     """A resume continues the run as saved in its config.json: an option given on the command line
     that would configure it differently is refused (one line), not silently ignored."""
+    given_options = getattr(args, _GIVEN, None)  # None (arguments not from the parser): those off their default
     given = [k for k, v in vars(args).items()
-             if k in _DEFAULTS and k not in _NOT_COMPARED_ON_RESUME and v != _DEFAULTS[k]]
+             if k in _DEFAULTS and k not in _NOT_COMPARED_ON_RESUME
+             and (k in given_options if given_options is not None else v != _DEFAULTS[k])]
     if not given:
         return
     # the options not given take the saved values, so that each given one is resolved in the run's context
