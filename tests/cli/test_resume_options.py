@@ -109,3 +109,23 @@ def test_resume_refuses_a_change_to_the_options_default_value(tmp_path, changed)
                        "--nuclear-backend", "svd")
     with pytest.raises(UsageError, match=f"changes {changed[0]} "):
         resume(folder, *changed)
+
+
+@pytest.mark.parametrize("method, repeated", [("nuat-h", ["--switch-threshold", "0.6"]),
+                                              ("nuat-h", ["--attack-steps", "1"]),
+                                              ("pgd-at", ["--attack-steps", "10"]),
+                                              ("trades", ["--beta", "6"]),
+                                              ("fgsm-at", ["--clean-weight", "0.5"])])
+def test_resume_accepts_a_method_hyperparameter_at_its_default(tmp_path, method, repeated):
+    """A run saved without --switch-threshold has the method's 0.6: giving 0.6 repeats it."""
+    folder = saved_run(tmp_path, "--method", method)
+    assert resume(folder, *repeated).method == method
+    assert resume(folder, "--method", method, *repeated).method == method
+
+
+def test_resume_names_the_saved_default_of_a_changed_hyperparameter(tmp_path):
+    from nuat.errors import UsageError
+
+    folder = saved_run(tmp_path, "--method", "nuat-h")
+    with pytest.raises(UsageError, match=r"changes --switch-threshold \(saved: 0\.6\)"):
+        resume(folder, "--switch-threshold", "0.5")

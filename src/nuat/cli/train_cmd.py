@@ -276,8 +276,10 @@ def resumed_config(folder: Path, args: argparse.Namespace):
 
 def _option_value(cfg: Any, dest: str) -> Any:
     """What option ``dest`` set in ``cfg`` (a :class:`TrainConfig`)."""
-    if dest in _HPARAM_OPTIONS:
-        return cfg.method_hparams.get(_HPARAM_OPTIONS[dest])
+    if dest in _HPARAM_OPTIONS:  # one the run did not set has the method's default (nuat-h: threshold 0.6)
+        from nuat.methods import get_method
+
+        return {**get_method(cfg.method).hparams, **cfg.method_hparams}.get(_HPARAM_OPTIONS[dest])
     if dest == "wa":
         return cfg.method
     if dest == "tau":
