@@ -129,3 +129,18 @@ def test_resume_names_the_saved_default_of_a_changed_hyperparameter(tmp_path):
     folder = saved_run(tmp_path, "--method", "nuat-h")
     with pytest.raises(UsageError, match=r"changes --switch-threshold \(saved: 0\.6\)"):
         resume(folder, "--switch-threshold", "0.5")
+
+
+def test_resume_resolves_lr_up_with_the_saved_lr_drops(tmp_path):
+    """gat saved with --lr-drops none --lr-up 0.3: --lr-up 0.3 alone repeats it (the run's schedule is the
+    cyclic one), and --lr-up 0.2 is a change, not 'add --lr-drops none'."""
+    from nuat.errors import UsageError
+
+    folder = saved_run(tmp_path, "--method", "gat", "--lr-drops", "none", "--lr-up", "0.3")
+    assert resume(folder, "--lr-up", "0.3").lr_up == 0.3
+    with pytest.raises(UsageError, match=r"changes --lr-up \(saved: 0\.3\)"):
+        resume(folder, "--lr-up", "0.2")
+    stepped = saved_run(tmp_path, "--method", "gat", "--lr-drops", "0.5", name="stepped")
+    assert resume(stepped, "--lr-drops", "0.5").lr_drops == [0.5]
+    with pytest.raises(UsageError, match="--lr-up/--lr-down shape the cyclic-step LR"):
+        resume(stepped, "--lr-up", "0.3")

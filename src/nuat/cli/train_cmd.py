@@ -300,6 +300,11 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
         return
     # the options not given take the saved values, so that each given one is resolved in the run's context
     context = {k: getattr(saved, k) for k in _DEFAULTS if k not in given and k in _SAVED_AS_GIVEN}
+    if "lr_drops" not in given:  # --lr-up/--lr-down are checked against the run's LR shape
+        from nuat.methods import get_method
+
+        if saved.lr_drops != get_method(saved.method).defaults.train_fields()["lr_drops"]:
+            context["lr_drops"] = ",".join(map(repr, saved.lr_drops)) or "none"
     wanted = resolve_config(argparse.Namespace(**{**vars(args), **context, "out": str(folder)}), fresh=False)
     differ = [k for k in given if _option_value(wanted, k) != _option_value(saved, k)]
     if differ:
