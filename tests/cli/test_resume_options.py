@@ -144,3 +144,14 @@ def test_resume_resolves_lr_up_with_the_saved_lr_drops(tmp_path):
     assert resume(stepped, "--lr-drops", "0.5").lr_drops == [0.5]
     with pytest.raises(UsageError, match="--lr-up/--lr-down shape the cyclic-step LR"):
         resume(stepped, "--lr-up", "0.3")
+
+
+def test_resume_refuses_another_out_and_accepts_the_same_folder_spelled_otherwise(tmp_path):
+    """--resume RUN --out OTHER would write into RUN, not OTHER: refused; RUN/ or RUN/../RUN is RUN."""
+    from nuat.errors import UsageError
+
+    folder = saved_run(tmp_path)
+    with pytest.raises(UsageError, match=r"changes --out \(saved: "):
+        resume(folder, "--out", str(tmp_path / "elsewhere"))
+    assert resume(folder, "--out", f"{folder}/").out == str(folder)
+    assert resume(folder, "--out", str(folder / ".." / folder.name)).out == str(folder)

@@ -284,6 +284,8 @@ def _option_value(cfg: Any, dest: str) -> Any:
         return cfg.method
     if dest == "tau":
         return cfg.averages.get("ema"), cfg.scale_averages
+    if dest == "out":  # the same folder however spelled (RUN/, ./RUN)
+        return Path(cfg.out).expanduser().resolve()
     if dest == "fast":
         return cfg.amp, cfg.channels_last, cfg.compile, cfg.method_hparams.get("nuclear_group_size")
     return getattr(cfg, dest)
@@ -305,7 +307,7 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
 
         if saved.lr_drops != get_method(saved.method).defaults.train_fields()["lr_drops"]:
             context["lr_drops"] = ",".join(map(repr, saved.lr_drops)) or "none"
-    wanted = resolve_config(argparse.Namespace(**{**vars(args), **context, "out": str(folder)}), fresh=False)
+    wanted = resolve_config(argparse.Namespace(**{**vars(args), **context}), fresh=False)
     differ = [k for k in given if _option_value(wanted, k) != _option_value(saved, k)]
     if differ:
         show = lambda v: "not set" if v is None else v  # noqa: E731
