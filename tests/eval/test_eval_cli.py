@@ -366,3 +366,17 @@ def test_more_targets_than_wrong_classes_is_a_usage_error(tmp_path, real_data_di
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "o9", real_data_dir, "--targets", "9", "--n", "8",
                                      attacks="targeted-pgd-2"), capsys)
     assert code == 0, err
+
+
+def test_the_targets_count_is_checked_only_for_a_targeted_attack(tmp_path, real_data_dir, capsys):
+    """A 5-class model with the default --targets 9 and no targeted-pgd in --attacks: nothing to refuse."""
+    from nuat.checkpoints import save_model
+    from nuat.models import build_model
+
+    ckpt = tmp_path / "five.safetensors"
+    save_model(ckpt, build_model("small-cnn", num_classes=5, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--n", "8", attacks="clean,fgsm"), capsys)
+    assert code == 0, err
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "t", real_data_dir, "--n", "8", attacks="targeted-pgd-2"),
+                           capsys)
+    assert code == 2 and "--targets 9 is more than the 4 wrong classes" in err, err

@@ -128,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
     if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
-    parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
+    requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
     out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
-    if targets_text != "all":
+    if targets_text != "all" and any(r.family == "targeted-pgd" for r in requests):  # --targets is its option
         _check_target_count(int(targets_text), targets)
     if out is None:  # once the target is known to exist: its folder holds the default
         out = check_out(_default_out(args.target), "the default --out")
