@@ -380,3 +380,10 @@ def test_the_targets_count_is_checked_only_for_a_targeted_attack(tmp_path, real_
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "t", real_data_dir, "--n", "8", attacks="targeted-pgd-2"),
                            capsys)
     assert code == 2 and "--targets 9 is more than the 4 wrong classes" in err, err
+
+
+@pytest.mark.parametrize("text", ["²", "0", "x", "-1"])
+def test_a_bad_targets_value_is_one_usage_line(tmp_path, capsys, text):
+    """'²' passes str.isdigit() but not int(): it was a ValueError traceback."""
+    code, _, err = run_cli(["eval", str(tmp_path / "none.safetensors"), "--targets", text], capsys)
+    assert code == 2 and "must be a positive number or 'all'" in err and len(err.splitlines()) == 1, err

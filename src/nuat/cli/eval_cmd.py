@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pgd_restarts < 1:
         raise UsageError(f"--pgd-restarts must be at least 1, got {args.pgd_restarts}")
     targets_text = args.targets.strip().lower()
-    if targets_text != "all" and (not targets_text.isdigit() or int(targets_text) < 1):
+    if targets_text != "all" and (not targets_text.isdecimal() or int(targets_text) < 1):
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
     if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
