@@ -118,10 +118,10 @@ def test_load_model_on_a_folder_or_a_pt_file_says_what_to_give(tmp_path):
     (not just a safetensors parser error)."""
     model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
     save_model(tmp_path / "best.safetensors", model, dataset="mnist", eps=0.3)
-    with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it, e\.g\. .*best\.safetensors"):
+    with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it \(it holds best\.safetensors\)"):
         nuat.load_model(tmp_path)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match=r"needs --model and --dataset"):
+    with pytest.raises(CheckpointError, match=r"needs its architecture and data set \(nuat eval: --model and --dataset\)"):
         nuat.load_model(tmp_path / "plain.pt")
 
 

@@ -76,9 +76,12 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as exc:  # safetensors raises its own error types on malformed headers
         if path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it, e.g. "
-                                  f"{path / 'best.safetensors'}") from None
-        hint = "" if path.suffix == ".safetensors" else "; a plain state dict (.pt, .pth) needs --model and --dataset"
+            inside = sorted(p.name for p in path.glob("*.safetensors"))
+            which = f"it holds {', '.join(inside[:4])}" + (", ..." if len(inside) > 4 else "") if inside else \
+                "it holds no .safetensors file"
+            raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it ({which})") from None
+        hint = "" if path.suffix == ".safetensors" else \
+            "; a plain state dict (.pt, .pth) needs its architecture and data set (nuat eval: --model and --dataset)"
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc}){hint}") from None
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); "

@@ -89,9 +89,9 @@ def test_out_folder_with_files_is_refused(tmp_path, real_data_dir, capsys):
 
 
 def test_pixel_options_name_themselves_not_eps(capsys, real_data_dir, tmp_path):
-    """--alpha and --step-size are parsed like eps; a bad one is reported as itself."""
-    for method, flag in (("nuat", "--alpha"), ("pgd-at", "--step-size")):
-        out = tmp_path / method
+    """--alpha and --step-size are parsed like eps; a bad one (and a bad --eps) is reported as itself."""
+    for method, flag in (("nuat", "--alpha"), ("pgd-at", "--step-size"), ("nuat", "--eps")):
+        out = tmp_path / f"{method}{flag}"
         code = main(["train", "--method", method, f"{flag}=-1", "--data-dir", str(real_data_dir),
                      "--out", str(out)])
         err = capsys.readouterr().err

@@ -155,3 +155,12 @@ def test_resume_refuses_another_out_and_accepts_the_same_folder_spelled_otherwis
         resume(folder, "--out", str(tmp_path / "elsewhere"))
     assert resume(folder, "--out", f"{folder}/").out == str(folder)
     assert resume(folder, "--out", str(folder / ".." / folder.name)).out == str(folder)
+
+
+def test_resume_with_overwrite_is_refused_and_deletes_nothing(unfinished_run, capsys):
+    before = snapshot(unfinished_run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(unfinished_run), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite would delete it" in err and len(err.splitlines()) == 1, err
+    assert snapshot(unfinished_run) == before

@@ -369,7 +369,7 @@ def test_more_targets_than_wrong_classes_is_a_usage_error(tmp_path, real_data_di
 
 
 def test_the_targets_count_is_checked_only_for_a_targeted_attack(tmp_path, real_data_dir, capsys):
-    """A 5-class model with the default --targets 9 and no targeted-pgd in --attacks: nothing to refuse."""
+    """A 5-class model: the default --targets (9) is no error, with or without targeted-pgd in --attacks."""
     from nuat.checkpoints import save_model
     from nuat.models import build_model
 
@@ -377,8 +377,12 @@ def test_the_targets_count_is_checked_only_for_a_targeted_attack(tmp_path, real_
     save_model(ckpt, build_model("small-cnn", num_classes=5, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--n", "8", attacks="clean,fgsm"), capsys)
     assert code == 0, err
-    code, _, err = run_cli(eval_args(ckpt, tmp_path / "t", real_data_dir, "--n", "8", attacks="targeted-pgd-2"),
-                           capsys)
+    # with targeted-pgd, the default 9 becomes all 4 wrong classes; a 9 typed out is refused
+    code, out, err = run_cli(eval_args(ckpt, tmp_path / "t", real_data_dir, "--n", "8", attacks="targeted-pgd-2"),
+                             capsys)
+    assert code == 0 and "targeted PGD-2 (all)" in out, err
+    code, _, err = run_cli(eval_args(ckpt, tmp_path / "t9", real_data_dir, "--n", "8", "--targets", "9",
+                                     attacks="targeted-pgd-2"), capsys)
     assert code == 2 and "--targets 9 is more than the 4 wrong classes" in err, err
 
 

@@ -16,6 +16,10 @@ from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 
 
+#: targeted-pgd's target classes when --targets is not given (capped at a model's wrong classes)
+DEFAULT_TARGETS = 9
+
+
 def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, batch_size: int = 500) -> None:
     """Arguments shared by ``nuat eval`` and ``nuat sanity``: what to load, data, eps, device;
     ``n`` and ``batch_size`` are the command's defaults (None: the whole test set)."""
@@ -50,7 +54,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--pgd-step", default="eps/10", help="PGD step: eps/4, eps/10, 0.01, 2/255 (default: eps/10)")
     g.add_argument("--pgd-restarts", type=int, default=1, help="random restarts of each PGD run (default: 1)")
     g.add_argument("--pgd-loss", default="ce", help="ce or margin (default: ce)")
-    g.add_argument("--targets", default="9", help="target classes of targeted-pgd: a number or 'all' (default: 9)")
+    g.add_argument("--targets", help="target classes of targeted-pgd: a number or 'all' "
+                                     "(default: 9, or all wrong classes of a model with fewer)")
     g.add_argument("--nuclear-lam", type=float, default=4.0, help="lambda of the NuAT attack (default: 4.0)")
     g.add_argument("--gama-reference", choices=("start", "clean"), default="start",
                    help="GAMA's guide term compares with the softmax at the random start (default, as published) "
@@ -80,7 +85,7 @@ def load_targets(args: argparse.Namespace):
     if args.n is not None and args.n < 1:
         raise UsageError(f"--n must be positive, got {args.n}")
     if args.eps is not None:
-        parse_eps(args.eps)
+        parse_eps(args.eps, "--eps")
     if args.dataset is not None:
         get_dataset_spec(args.dataset)
     targets = resolve_targets(args.target, model=args.model, dataset=args.dataset, mean=_floats(args.mean, "--mean"),
@@ -105,14 +110,28 @@ def _default_out(target: str) -> Path:
     return path / "eval" if path.is_dir() else path.parent / f"eval-{path.stem}"
 
 
-def _check_target_count(count: int, targets: list[Any]) -> None:
-    """--targets N needs N wrong classes: a report of "top-20" on a 10-class model would only attack 9."""
+def _classes(target: Any) -> int | None:
+    spec = getattr(target.model, "model_spec", None) or target.metadata.get("model_spec") or {}
+    classes = spec.get("num_classes")
+    return classes if isinstance(classes, int) else None
+
+
+def _target_count(text: str | None, targets: list[Any]) -> int | None:
+    """--targets as a count (None: all wrong classes). The default, 9, becomes "all" on a model
+    with fewer wrong classes; a number given that exceeds them is refused: a report of "top-20" on
+    a 10-class model would only have attacked 9."""
+    if text is None:
+        fewest = min((c for c in map(_classes, targets) if c is not None), default=None)
+        return None if fewest is not None and fewest - 1 < DEFAULT_TARGETS else DEFAULT_TARGETS
+    if text == "all":
+        return None
+    count = int(text)
     for target in targets:
-        spec = getattr(target.model, "model_spec", None) or target.metadata.get("model_spec") or {}
-        classes = spec.get("num_classes")
-        if isinstance(classes, int) and count > classes - 1:
+        classes = _classes(target)
+        if classes is not None and count > classes - 1:
             raise UsageError(f"--targets {count} is more than the {classes - 1} wrong classes of {target.name} "
                              f"({classes} classes); give at most {classes - 1}, or 'all'")
+    return count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,20 +142,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pgd_restarts < 1:
         raise UsageError(f"--pgd-restarts must be at least 1, got {args.pgd_restarts}")
-    targets_text = args.targets.strip().lower()
-    if targets_text != "all" and (not targets_text.isdecimal() or int(targets_text) < 1):
+    targets_text = None if args.targets is None else args.targets.strip().lower()
+    if targets_text not in (None, "all") and (not targets_text.isdecimal() or int(targets_text) < 1):
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
     if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
     out = check_out(args.out) if args.out else None
     targets, dataset, eps, eps_text, device = load_targets(args)
-    if targets_text != "all" and any(r.family == "targeted-pgd" for r in requests):  # --targets is its option
-        _check_target_count(int(targets_text), targets)
+    targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option
+    target_count = _target_count(targets_text, targets) if targeted else DEFAULT_TARGETS
     if out is None:  # once the target is known to exist: its folder holds the default
         out = check_out(_default_out(args.target), "the default --out")
     settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,
-                        pgd_loss=check_loss(args.pgd_loss), targets=None if targets_text == "all" else int(targets_text),
+                        pgd_loss=check_loss(args.pgd_loss), targets=target_count,
                         nuclear_lam=args.nuclear_lam, seed=args.seed, gama_reference=args.gama_reference)
     build_jobs(parse_attacks(args.attacks, 1), settings)
     options = EvalOptions(attacks=args.attacks, dataset=dataset, settings=settings, eps_text=eps_text, n=args.n,

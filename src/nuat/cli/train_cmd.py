@@ -166,7 +166,7 @@ def resolve_config(args: argparse.Namespace, *, fresh: bool = True):
     recipe = recipe_for(spec.name)
     d = entry.defaults
     fields = d.train_fields()
-    eps = parse_eps(args.eps if args.eps is not None else recipe.get("eps", spec.eps))
+    eps = parse_eps(args.eps, "--eps") if args.eps is not None else parse_eps(recipe.get("eps", spec.eps))
     averages = fields["averages"]
     if args.tau is not None:
         if "ema" not in averages:
@@ -310,7 +310,7 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
     wanted = resolve_config(argparse.Namespace(**{**vars(args), **context}), fresh=False)
     differ = [k for k in given if _option_value(wanted, k) != _option_value(saved, k)]
     if differ:
-        show = lambda v: "not set" if v is None else v  # noqa: E731
+        show = lambda v: "the method's default" if v is None else v  # noqa: E731
         flags = ", ".join(f"--{k.replace('_', '-')}" + (f" (saved: {show(_option_value(saved, k))})"
                                                           if k not in ("tau", "fast") else "") for k in differ)
         raise UsageError(f"--resume {folder} continues the run as saved in its config.json, but the command line "
@@ -324,6 +324,9 @@ def run(args: argparse.Namespace) -> int:
     from nuat.train.loop import TrainingDiverged, TrainingInterrupted, train
 
     if args.resume and args.resume != "auto":
+        if args.overwrite:  # --resume auto --overwrite is meaningful (start over where no run is unfinished)
+            raise UsageError(f"--resume {args.resume} continues that run and --overwrite would delete it; give one "
+                             f"of them (or --resume auto --out RUN --overwrite: resume if unfinished, else start over)")
         cfg, resume_run = resumed_config(Path(args.resume).expanduser(), args), True
     elif args.resume == "auto" and unfinished(folder := run_folder(args)):
         cfg, resume_run = resumed_config(folder, args), True
