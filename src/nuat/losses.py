@@ -9,6 +9,11 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    "nuclear_norm", "nuat_objective", "margin_loss", "NUCLEAR_BACKENDS",
+    "set_nuclear_backend", "nuclear_backend", "NEWTON_SCHULZ_FLOOR", "NEWTON_SCHULZ_COEFFICIENTS",
+]
+
 #: Ways to compute the sum of singular values (see :func:`nuclear_norm` and docs/speed.md):
 #: ``svd``: ``torch.linalg.svdvals`` (LAPACK/cuSOLVER SVD; the reference);
 #: ``gram``: eigenvalues of the small Gram matrix ``D^T D`` (C x C, or ``D D^T`` when M < C) in

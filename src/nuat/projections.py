@@ -12,6 +12,11 @@ import torch
 
 from nuat.errors import UsageError
 
+__all__ = [
+    "parse_eps", "project_linf", "check_linf",
+    "ThreatModelViolation", "random_uniform_start", "bernoulli_start", "BALL_TOLERANCE",
+]
+
 #: Absolute slack allowed when checking that an adversarial batch lies in the eps-ball.
 #: float32 rounding of ``x + delta`` can exceed eps by a few ulps of 1.0.
 BALL_TOLERANCE = 1e-6

@@ -20,9 +20,10 @@ from nuat.train.state import load_latest_state, read_state, save_state
 class NaNAt(Method):
     """Clean training whose loss turns NaN at a given iteration (fault injection)."""
 
-    def __init__(self, nan_at: int = 5):
-        super().__init__(nan_at=nan_at)
+    def __init__(self, nan_at: int = 5, report_loss: bool = True):
+        super().__init__(nan_at=nan_at, report_loss=report_loss)
         self.nan_at = nan_at
+        self.report_loss = report_loss
 
     def loss(self, model, x, y, ctx):
         logits = model(x)
@@ -30,7 +31,8 @@ class NaNAt(Method):
         if ctx.iteration >= self.nan_at:
             loss = loss * float("nan")
         sums = accuracy_sums(logits, None, y)
-        sums["loss"] = loss.detach() * y.shape[0]
+        if self.report_loss:  # a custom method may leave the "loss" sum out: the loop adds it
+            sums["loss"] = loss.detach() * y.shape[0]
         return StepOutput(loss=loss, sums=sums)
 
 
@@ -38,7 +40,7 @@ class NaNAt(Method):
 def nan_method():
     """``test-nan`` in the registry for one test only (other modules list every registered method)."""
     register_method("test-nan", build=NaNAt, defaults=MethodDefaults(), summary="fault injection",
-                    hparams={"nan_at": 25})
+                    hparams={"nan_at": 25, "report_loss": True})
     yield "test-nan"
     del METHODS["test-nan"]
 
@@ -46,7 +48,10 @@ COMMON = ["--dataset", "mnist", "--eps", "0.3", "--train-limit", "1000", "--batc
           "--final-eval", "0", "--no-progress"]
 
 
-def test_forced_nan_stops_training_and_keeps_last_good_checkpoint(real_data_dir, tmp_path, capsys, nan_method):
+@pytest.mark.parametrize("report_loss", [True, False])
+def test_forced_nan_stops_training_and_keeps_last_good_checkpoint(real_data_dir, tmp_path, capsys, nan_method,
+                                                                  report_loss):
+    METHODS["test-nan"].hparams["report_loss"] = report_loss
     out = tmp_path / "run"
     code = main(["train", "--method", "test-nan", "--epochs", "4", "--data-dir", str(real_data_dir),
                  "--out", str(out), *COMMON])

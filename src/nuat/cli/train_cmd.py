@@ -314,7 +314,8 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
         flags = ", ".join(f"--{k.replace('_', '-')}" + (f" (saved: {show(_option_value(saved, k))})"
                                                           if k not in ("tau", "fast") else "") for k in differ)
         raise UsageError(f"--resume {folder} continues the run as saved in its config.json, but the command line "
-                         f"changes {flags}; only --device, --no-progress and --data-dir may change on resume (start a new run "
+                         f"changes {flags}; only --device, --no-progress and --data-dir may change on resume "
+                         f"(start a new run "
                          f"in another --out to change the others)")
 
 

@@ -207,7 +207,8 @@ def _gama(reqs: list[Request], s: Settings) -> list[Job]:
 def _nuclear(reqs: list[Request], s: Settings) -> list[Job]:
     def job(r: Request) -> Job:
         steps = r.steps or 1
-        detail = f"{steps} step{'s' if steps > 1 else ''} of size eps from eps/2 Bernoulli noise, lambda {s.nuclear_lam:g} (paper Eq. 1)"
+        detail = (f"{steps} step{'s' if steps > 1 else ''} of size eps from eps/2 Bernoulli noise, "
+                  f"lambda {s.nuclear_lam:g} (paper Eq. 1)")
         return _single(r, "NuAT attack" + (f" ({steps} steps)" if steps > 1 else ""), detail,
                        {"eps": s.eps, "steps": steps, "lam": s.nuclear_lam},
                        lambda m, x, y, g: JobOutput(nuclear(m, x, y, eps=s.eps, lam=s.nuclear_lam, steps=steps,

@@ -42,8 +42,8 @@ class StepContext:
 class StepOutput:
     """A method's loss plus per-batch sums (device tensors, read once per epoch by the loop).
 
-    ``sums`` keys used by the loop: ``loss`` (``loss * M``; the loop's divergence check reads
-    it, so a method without it is never stopped on a NaN loss), ``ce`` (sum of clean CE), ``reg``
+    ``sums`` keys used by the loop: ``loss`` (``loss * M``, read by the loop's divergence check;
+    where a method leaves it out, the loop adds it from ``loss``), ``ce`` (sum of clean CE), ``reg``
     (regulariser * M), ``correct_clean``, ``correct_adv`` (a missing one is logged as NaN) and
     ``n`` (the batch size, which the epoch means divide by); a method may add more (all summed
     per epoch). ``x_adv`` (B, C, H, W) is not read by the loop; the tests check it against the

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+__all__ = ["ModelEMA", "tau_for_run", "PUBLISHED_STEPS"]
+
 
 #: optimiser steps of the published NuAT-WA run the taus were tuned for: CIFAR-10, 49,000 training
 #: images, batch 64 (766 iterations per epoch), 100 epochs.

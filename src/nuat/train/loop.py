@@ -164,7 +164,8 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
     run.method.after_step(run.model)
     for ema in run.averages.values():
         ema.update(run.model)
-    progress.add(out.sums, out.passes, y.shape[0])
+    sums = out.sums if "loss" in out.sums else {**out.sums, "loss": out.loss.detach() * y.shape[0]}  # divergence check
+    progress.add(sums, out.passes, y.shape[0])
     run.iteration += 1
 
 

@@ -7,6 +7,8 @@ over 90% of the run, and does not break a 5-epoch run).
 
 from __future__ import annotations
 
+__all__ = ["lambda_ramp", "cyclic_step_lr", "step_lr", "reached"]
+
 
 def reached(epoch: int, epochs: int, fraction: float) -> bool:
     """Whether ``epoch`` (from 0) is at or past ``fraction`` of a run of ``epochs`` epochs (the
