@@ -315,8 +315,7 @@ def check_same_options(args: argparse.Namespace, saved: Any, folder: Path) -> No
                                                           if k not in ("tau", "fast") else "") for k in differ)
         raise UsageError(f"--resume {folder} continues the run as saved in its config.json, but the command line "
                          f"changes {flags}; only --device, --no-progress and --data-dir may change on resume "
-                         f"(start a new run "
-                         f"in another --out to change the others)")
+                         f"(start a new run in another --out to change the others)")
 
 
 def run(args: argparse.Namespace) -> int:
