@@ -118,3 +118,29 @@ def test_random_resized_crop_box_falls_back_to_centre():
     assert random_resized_crop_box(1, 1, _gen(0)) == (0, 0, 1, 1)
     with pytest.raises(ValueError, match="positive"):
         random_resized_crop_box(0, 5, _gen(0))
+
+
+def test_random_resized_crop_of_a_flat_image_stays_flat_at_every_edge():
+    """Crops lie inside the image, so no output pixel may blend in anything from outside it
+    (the border of a small crop sits less than half a pixel from the image's edge)."""
+    flat = torch.full((4000, 1, 8, 8), 0.25)
+    out = augment_batch(flat, "random-resized-crop-flip", _gen(0))
+    assert (out - 0.25).abs().max() < 1e-6
+
+
+def test_random_resized_crop_uint8_is_the_float_result_rounded():
+    x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    out_u8 = augment_batch(x, "random-resized-crop-flip", _gen(6))
+    out_f = augment_batch(x.float() / 255, "random-resized-crop-flip", _gen(6))
+    diff = (out_u8.float() - out_f * 255).abs()
+    assert diff.max() <= 0.5 + 1e-3  # rounded to the nearest level, not truncated
+
+
+def test_random_resized_crop_params_stay_inside_vertically_and_draw_areas_up_to_one():
+    theta = resized_crop_flip_params(4000, _gen(8))
+    w, h = theta[:, 0, 0].abs(), theta[:, 1, 1]
+    assert (theta[:, 1, 2].abs() <= 1 - h + 1e-6).all()  # vertical centre keeps the crop inside too
+    # areas are drawn from U(0.08, 1): a crop covering the whole image (w = h = 1 needs area >= 1)
+    # does not happen, and about half of the crops cover less than half the image
+    assert ((w >= 1) & (h >= 1)).sum() == 0
+    assert 0.4 < (w * h < 0.5).float().mean().item() < 0.6

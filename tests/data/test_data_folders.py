@@ -290,3 +290,15 @@ def test_decode_bar_follows_the_progress_setting(tmp_path, fakes, monkeypatch):
     load_dataset("cifar10-jpeg", "train", tmp_path, progress=False)
     load_dataset("cifar10-jpeg", "test", tmp_path)
     assert seen == [True, None]  # off; else tqdm's own rule (a bar on a terminal only)
+
+
+def test_subset_of_folder_data_keeps_the_evaluation_view(tmp_path):
+    """The validation split of an ImageNet training set is a subset: its images must be the
+    ones the full set gives (shorter side 256/224 of the size, then the centre crop)."""
+    _write_coordinate_images(tmp_path / "imagenet" / "train", 3)
+    _write_coordinate_images(tmp_path / "imagenet" / "val", 1)
+    data = load_dataset("imagenet", "train", tmp_path, image_size=32)
+    index = torch.tensor([2, 0])
+    part = subset(data, index)
+    assert isinstance(part, FolderImageData) and part.labels.tolist() == data.labels[index].tolist()
+    assert torch.equal(part.get_batch(torch.arange(2)), data.get_batch(index))

@@ -151,3 +151,20 @@ def test_folder_random_resized_crops_happen_at_decode_and_resume(tmp_path, fakes
     finally:
         type(data).get_batch = original
     assert len(seeds) == 3 and None not in seeds and seeds[1] == seeds[0] + 1
+
+
+def test_state_saved_after_the_last_batch_resumes_to_an_empty_rest():
+    """A state saved after an epoch's last step (e.g. --save-every dividing the epoch) still
+    holds the epoch's permutation; loading it continues with nothing left of that epoch, then
+    the next epoch runs in full."""
+    data = _indexed_data(100)
+    loader = BatchLoader(data, 25, shuffle=True, generator=torch.Generator().manual_seed(2))
+    it = iter(loader)
+    for _ in range(len(loader)):
+        next(it)
+    state = loader.state_dict()
+    assert state["next_batch"] == len(loader) and state["perm"] is not None
+    resumed = BatchLoader(data, 25, shuffle=True, generator=torch.Generator().manual_seed(2))
+    resumed.load_state_dict(state)
+    assert list(resumed) == []
+    assert torch.equal(_epoch(resumed).sort().values, torch.arange(100))

@@ -27,3 +27,18 @@ def test_too_small_class_is_an_error():
     assert "\n" not in str(info.value)
     with pytest.raises(UsageError, match=r"class 0 has only 2 samples.*allowed: 0 to 1$"):
         validation_split(torch.tensor([0, 0, 1, 1, 1, 1]), per_class=2)
+
+
+def test_first_of_each_class_on_a_long_shuffled_label_vector():
+    """1,000 labels (where an unstable sort reorders equal keys): the validation samples are the
+    first ``per_class`` occurrences of each class in data-set order, counted one by one."""
+    labels = torch.randint(0, 7, (1000,), generator=torch.Generator().manual_seed(0))
+    train, val = validation_split(labels, per_class=20)
+    seen = [0] * 7
+    expected = []
+    for i, c in enumerate(labels.tolist()):
+        if seen[c] < 20:
+            expected.append(i)
+        seen[c] += 1
+    assert val.tolist() == expected
+    assert sorted(train.tolist() + val.tolist()) == list(range(1000))
