@@ -326,3 +326,38 @@ def test_register_model_adds_and_rejects_duplicates() -> None:
             register_model("test-linear")(_linear)
     finally:
         del MODELS["test-linear"]
+
+
+@pytest.mark.parametrize("name, block", [("preact-resnet18", "layer2"), ("wrn-16-2", "block2")])
+def test_projection_shortcut_takes_the_pre_activated_input(name: str, block: str) -> None:
+    """Pre-activation blocks: BN-ReLU first, and a projection shortcut (width or stride change)
+    reads that pre-activated input. With BN1 sending everything below zero (ReLU -> 0), the
+    block's output is exactly zero; a shortcut on the raw input would pass it through."""
+    model = build_model(name, num_classes=10, in_channels=3, image_size=32).eval()
+    first = getattr(model, block)[0]
+    assert first.shortcut is not None
+    with torch.no_grad():
+        first.bn1.weight.zero_()
+        first.bn1.bias.fill_(-1.0)
+        out = first(torch.rand(2, first.bn1.num_features, 16, 16) + 0.5)
+    assert out.abs().max() == 0
+
+
+@pytest.mark.parametrize("name, stages, sizes", [
+    ("preact-resnet18", ("layer1", "layer2", "layer3", "layer4"), (32, 16, 8, 4)),
+    ("wrn-16-1", ("block1", "block2", "block3"), (32, 16, 8)),
+])
+def test_stage_resolutions_and_final_bn_relu(name: str, stages: tuple, sizes: tuple) -> None:
+    """CIFAR-style stages at 32 px: full resolution first, then halved per stage; the pooled
+    features come after the final BN-ReLU (non-negative)."""
+    model = build_model(name, num_classes=10, in_channels=3, image_size=32).eval()
+    seen = {}
+    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.shape[-1]))
+             for n in stages]
+    hooks.append(model.avgpool.register_forward_hook(lambda m, i, o: seen.__setitem__("pool_in_min", i[0].min())))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert tuple(seen[n] for n in stages) == sizes
+    assert seen["pool_in_min"] >= 0
