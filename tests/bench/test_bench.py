@@ -335,3 +335,63 @@ def test_bench_config_checks_the_device_first():
     missing = "cuda:99" if torch.cuda.is_available() else "cuda"
     with pytest.raises(UsageError, match=f"--device '{missing}'"):
         BenchConfig(methods=["erm"], device=missing).validate()
+
+
+def test_result_takes_ratios_per_trial_and_images_per_wall_second():
+    """``_result`` on hand-made timings (3 trials, CPU clock): ratios are medians of per-trial
+    ratios (not ratios of medians), images / s are per wall second, floors and pass ratios
+    follow the pass times of the same trial, passes are per example."""
+    import datetime
+
+    from nuat.bench.runner import _result
+    from nuat.train.progress import EpochProgress
+
+    variant = parse_variant("fp32")
+    cfg = BenchConfig(methods=["erm", "nuat"], steps=2, trials=3, warmup=0, clock="cpu")
+
+    def timed(method, cpu, wall, passes):
+        run = SimpleNamespace(cfg=SimpleNamespace(batch_size=32, dataset="mnist", model="small-cnn", eps=0.3))
+        progress = EpochProgress(sums={"n": torch.tensor(64.0)}, passes=[64 * p for p in passes])
+        return SimpleNamespace(method=method, variant=variant, run=run, progress=progress, seconds=list(cpu),
+                               clocks={"wall": list(wall), "cpu": list(cpu)}, peak=None, host_syncs=None,
+                               profile=None)
+
+    erm = timed("erm", [1.0, 2.0, 4.0], [1.0, 1.0, 1.0], [1, 0, 1])
+    nuat = timed("nuat", [3.0, 2.0, 12.0], [0.5, 0.25, 1.0], [3, 1, 2])
+    seconds = {"forward": [1.0, 2.0, 1.0], "forward_input_backward": [2.5, 5.0, 2.0],
+               "forward_full_backward": [3.0, 6.0, 3.0], "optimizer_step": [0.5, 0.5, 0.5]}
+    probe = SimpleNamespace(seconds=seconds, clocks={"wall": seconds, "cpu": seconds})
+    result = _result(cfg, torch.device("cpu"), [erm, nuat], {"fp32": probe},
+                     datetime.datetime.now(datetime.timezone.utc), None, "process RSS", {})
+    p = result["passes"]["fp32"]
+    assert p["input_backward_over_forward"]["median"] == pytest.approx(1.5)  # per trial: 1.5, 1.5, 1.0
+    assert p["full_backward_over_forward"]["median"] == pytest.approx(2.0)
+    rows = {m["method"]: m for m in result["methods"]}
+    n = rows["nuat"]
+    assert n["passes_per_example"] == [3, 1, 2]
+    assert n["relative_to_erm"]["median"] == pytest.approx(3.0)  # per trial 3, 1, 3 (medians: 3 / 2)
+    assert n["images_per_s"] == pytest.approx(32 / 0.5)  # batch / median wall seconds
+    # floors per trial: 3 f + (fi - f) + 2 (ff - f) + step = 9, 17.5, 8.5
+    assert n["floor_seconds"]["median"] == pytest.approx(9.0)
+    assert n["measured_over_floor"]["median"] == pytest.approx(1 / 3)  # 3/9, 2/17.5, 12/8.5
+    assert rows["erm"]["relative_to_erm"]["median"] == 1.0
+    assert n["iterations_timed"] == 6
+
+
+def test_summary_of_an_even_count_interpolates():
+    s = summarize([4.0, 1.0, 3.0, 2.0])
+    assert (s.median, s.q1, s.q3, s.min, s.max, s.n) == (2.5, 1.75, 3.25, 1.0, 4.0, 4)
+
+
+def test_time_block_reports_per_call_cpu_time():
+    import time
+
+    from nuat.bench.timing import time_block
+
+    def busy():  # 5 ms of this process's CPU time
+        start = time.process_time()
+        while time.process_time() - start < 0.005:
+            pass
+
+    wall, cpu = time_block(busy, 8, torch.device("cpu"))
+    assert 0.005 <= cpu < 0.02 and wall >= 0.004
