@@ -395,3 +395,19 @@ def test_time_block_reports_per_call_cpu_time():
 
     wall, cpu = time_block(busy, 8, torch.device("cpu"))
     assert 0.005 <= cpu < 0.02 and wall >= 0.004
+
+
+def test_loader_bench_seconds_are_per_batch(tmp_path, monkeypatch):
+    """With a clock that advances one second per reading, each trial lasts one second over the
+    timed batches: seconds per batch = 1 / batches, images / s = batch size x batches."""
+    import itertools
+
+    import nuat.bench.loader as loader_mod
+
+    _tiny_mnist(tmp_path / "mnist", 4)  # 40 images, batch 8: 4 timed batches after the first
+    ticks = itertools.count()
+    monkeypatch.setattr(loader_mod.time, "perf_counter", lambda: float(next(ticks)))
+    rows = loader_mod.bench_loader("mnist", batch_size=8, device=torch.device("cpu"), data_dir=str(tmp_path),
+                                   batches=10, trials=2, log=lambda line: None)
+    assert rows[0]["batches_timed"] == 4 and rows[0]["seconds"] == [0.25, 0.25]
+    assert rows[0]["seconds_per_batch"]["median"] == 0.25 and rows[0]["images_per_s"] == 32
