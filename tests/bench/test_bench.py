@@ -411,3 +411,24 @@ def test_loader_bench_seconds_are_per_batch(tmp_path, monkeypatch):
                                    batches=10, trials=2, log=lambda line: None)
     assert rows[0]["batches_timed"] == 4 and rows[0]["seconds"] == [0.25, 0.25]
     assert rows[0]["seconds_per_batch"]["median"] == 0.25 and rows[0]["images_per_s"] == 32
+
+
+def test_trials_rotate_which_unit_is_timed_first(tmp_path, monkeypatch):
+    """Every trial starts with the next unit (pass probe, method, ...), so no unit always runs
+    first after the previous trial's cool-down or heat-up."""
+    import nuat.bench.runner as runner
+
+    _tiny_mnist(tmp_path / "mnist", per_class=102)
+    order = []
+    real = runner.time_block
+
+    def spy(fn, repeats, device):
+        order.append("probe" if isinstance(getattr(fn, "__self__", None), runner._PassProbe) else "erm")
+        return real(fn, repeats, device)
+
+    monkeypatch.setattr(runner, "time_block", spy)
+    cfg = BenchConfig(methods=["erm"], data_dir=str(tmp_path), batch_size=10, steps=1, trials=3, warmup=0,
+                      device="cpu")
+    runner.run_bench(cfg, log=lambda line: None)
+    probe = ["probe"] * 4  # the four pass probes of one measurement
+    assert order == probe + (probe + ["erm"]) + (["erm"] + probe) + (probe + ["erm"])  # warm-up, then 3 trials
