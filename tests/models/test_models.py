@@ -361,3 +361,23 @@ def test_stage_resolutions_and_final_bn_relu(name: str, stages: tuple, sizes: tu
         h.remove()
     assert tuple(seen[n] for n in stages) == sizes
     assert seen["pool_in_min"] >= 0
+
+
+def test_resnet_blocks_end_with_relu_after_the_sum() -> None:
+    """ResNet (v1) blocks add the shortcut, then apply ReLU: every block output is >= 0."""
+    outputs = []
+    for name, size in (("resnet18", 32), ("resnet50", 64)):
+        model = build_model(name, num_classes=10, in_channels=3, image_size=size).eval()
+        for stage in (model.layer1, model.layer2):
+            stage[0].register_forward_hook(lambda m, i, o: outputs.append(o.min()))
+        with torch.no_grad():
+            model(torch.rand(1, 3, size, size) * 4 - 2)
+    assert len(outputs) == 4 and min(outputs) >= 0
+
+
+def test_resnet50_downsamples_in_the_3x3_conv() -> None:
+    """ResNet v1.5: a downsampling Bottleneck strides its 3x3 conv, not the first 1x1 (which
+    would skip 3 of every 4 input positions)."""
+    model = build_model("resnet50", num_classes=10, in_channels=3, image_size=64)
+    for stage in (model.layer2, model.layer3, model.layer4):
+        assert stage[0].conv1.stride == (1, 1) and stage[0].conv2.stride == (2, 2)
