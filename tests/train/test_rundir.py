@@ -68,3 +68,19 @@ def test_without_validation_the_last_epoch_is_best(real_data_dir, tmp_path, monk
     records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["val_ifgsm7_acc"] != records[0]["val_ifgsm7_acc"]  # NaN: no validation split
     assert best_epoch(records) == 2  # the epoch curves.png marks
+
+
+def test_clear_run_outputs_removes_every_run_file_and_only_those(tmp_path):
+    from nuat.train.rundir import clear_run_outputs
+
+    names = ["config.json", "metrics.jsonl", "curves.png", "summary.json", "best.safetensors", "last.safetensors",
+             "best-ema.safetensors", "last-ema.safetensors", ".summary.json.abc.tmp"]
+    for name in names + ["state/state-0000000007.safetensors", "state/healthy.safetensors"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    mine = ["notes.txt", "state-of-the-art.safetensors", "best.safetensors.bak"]
+    for name in mine:
+        (tmp_path / name).write_text("mine")
+    removed = clear_run_outputs(tmp_path)
+    assert len(removed) == len(names) + 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mine)  # state/ emptied and removed
