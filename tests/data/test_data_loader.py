@@ -168,3 +168,50 @@ def test_state_saved_after_the_last_batch_resumes_to_an_empty_rest():
     resumed.load_state_dict(state)
     assert list(resumed) == []
     assert torch.equal(_epoch(resumed).sort().values, torch.arange(100))
+
+
+def _spy_get_batch(monkeypatch, data):
+    """Record (augment_seed, returned batch) of every get_batch call on ``data``'s class."""
+    calls = []
+    original = type(data).get_batch
+
+    def spy(self, index, augment_seed=None):
+        out = original(self, index, augment_seed)
+        calls.append((augment_seed, out.clone()))
+        return out
+
+    monkeypatch.setattr(type(data), "get_batch", spy)
+    return calls
+
+
+def test_folder_random_resized_crops_are_not_augmented_again_on_the_device(tmp_path, monkeypatch):
+    """ImageNet's training view is cut while decoding: the loader yields exactly the decoded
+    crops (over 255), with no second crop of them on the device."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        folder = tmp_path / "imagenet" / split / "n01"
+        folder.mkdir(parents=True)
+        for k in range(4):  # a different random pattern per image: any resampling shows
+            g = torch.Generator().manual_seed(k)
+            Image.fromarray(torch.randint(0, 256, (30, 40, 3), generator=g, dtype=torch.uint8).numpy()).save(
+                folder / f"{k}.png")
+    data = load_dataset("imagenet", "train", tmp_path, image_size=16)
+    calls = _spy_get_batch(monkeypatch, data)
+    loader = BatchLoader(data, 2, shuffle=True, augment="random-resized-crop-flip",
+                         generator=torch.Generator().manual_seed(0))
+    batches = [x for x, _ in loader]
+    assert len(calls) == 2 and all(seed is not None for seed, _ in calls)
+    for x, (_, decoded) in zip(batches, calls):
+        assert torch.equal(x, decoded.float() / 255)
+
+
+def test_folder_crop_flip_decodes_the_plain_view(tmp_path, fakes, monkeypatch):
+    """crop-flip of folder data (imagefolder) works on the decoded squares, on the device: files
+    are decoded un-augmented (no random resized crop at decode time)."""
+    fakes.write_image_folder(tmp_path / "imagefolder" / "train", ["a", "b"], 3)
+    fakes.write_image_folder(tmp_path / "imagefolder" / "test", ["a", "b"], 1)
+    data = load_dataset("imagefolder", "train", tmp_path)
+    calls = _spy_get_batch(monkeypatch, data)
+    list(BatchLoader(data, 4, shuffle=True, augment="crop-flip", generator=torch.Generator().manual_seed(0)))
+    assert len(calls) == 2 and all(seed is None for seed, _ in calls)
