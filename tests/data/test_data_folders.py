@@ -302,3 +302,29 @@ def test_subset_of_folder_data_keeps_the_evaluation_view(tmp_path):
     part = subset(data, index)
     assert isinstance(part, FolderImageData) and part.labels.tolist() == data.labels[index].tolist()
     assert torch.equal(part.get_batch(torch.arange(2)), data.get_batch(index))
+
+
+def test_decode_cache_of_a_folder_notices_an_edited_image_of_the_same_size(tmp_path, fakes):
+    """An unpacked source is keyed by every file's size and modification time: an image
+    replaced by one of the same byte size is decoded anew."""
+    import io
+
+    from PIL import Image
+
+    def png(label):  # uncompressed: the byte size depends on the image size only
+        buf = io.BytesIO()
+        Image.fromarray(fakes.make_image(label, 0)).save(buf, format="PNG", compress_level=0)
+        return buf.getvalue()
+
+    source = tmp_path / "src"
+    for name in ("a", "b"):
+        (source / "train" / name).mkdir(parents=True)
+        (source / "train" / name / "0.png").write_bytes(png(0))
+    path = source / "train" / "a" / "0.png"
+    first = folder_mod.cached_decode("demo", "train", source, 32)
+    edited = png(5)  # another flat colour, as many bytes
+    assert len(edited) == path.stat().st_size
+    path.write_bytes(edited)
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    again = folder_mod.cached_decode("demo", "train", source, 32)
+    assert first.images[0, 0, 0, 0].item() == 10 and again.images[0, 0, 0, 0].item() == 110

@@ -64,3 +64,14 @@ def test_run_config_loads_with_overrides(tmp_path):
         load_run_config(path, device="bogus")
     with pytest.raises(UsageError, match="cannot read the run configuration"):
         load_run_config(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("field,value,flag", [
+    ("train_limit", 0, "--train-limit"), ("train_limit", -5, "--train-limit"), ("epochs", 0, "--epochs"),
+    ("batch_size", 0, "--batch-size"), ("val_steps", 0, "--val-steps"), ("lr_up", 0.0, "--lr-up"),
+    ("save_every", -1, "--save-every"), ("final_eval", -1, "--final-eval"), ("val_per_class", -1, "--val-per-class"),
+])
+def test_values_at_the_edge_of_their_range_are_refused(field, value, flag):
+    with pytest.raises(UsageError, match=flag):
+        TrainConfig(**{**BASE, field: value}).validate()
+    assert TrainConfig(**BASE, train_limit=1, save_every=0, final_eval=0, val_per_class=0).validate()

@@ -48,12 +48,18 @@ def test_seed_fixes_the_initial_weights_and_the_data_order(tiny_folder, tmp_path
 
 
 class _Recorder(Method):
-    """Clean training that records the model's mode at every step."""
+    """Clean training that records the model's mode and the step's position at every step, and
+    fails (as a kill would stop it) at iteration ``fail_at``."""
 
     modes: list = []
+    steps: list = []
+    fail_at: int | None = None
 
     def loss(self, model, x, y, ctx):
+        if ctx.iteration == _Recorder.fail_at:
+            raise RuntimeError("killed")
         _Recorder.modes.append(model.training)
+        _Recorder.steps.append((ctx.epoch, ctx.batch_index, ctx.iteration))
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         sums = accuracy_sums(logits, None, y)
@@ -65,7 +71,7 @@ class _Recorder(Method):
 @pytest.fixture
 def recorder():
     register_method("test-recorder", build=_Recorder, defaults=MethodDefaults(), summary="records modes")
-    _Recorder.modes = []
+    _Recorder.modes, _Recorder.steps, _Recorder.fail_at = [], [], None
     yield "test-recorder"
     del METHODS["test-recorder"]
 
@@ -96,3 +102,33 @@ def test_best_checkpoint_is_the_first_epoch_with_the_highest_validation_score(tm
     meta = nuat.load_model(tmp_path / "best.safetensors").checkpoint_metadata
     assert meta["epoch"] == 4 and meta["val_ifgsm7_acc"] == 0.6
     assert nuat.load_model(tmp_path / "last.safetensors").checkpoint_metadata["epoch"] == 5
+
+
+def test_a_resumed_epoch_continues_its_batch_and_iteration_count(tiny_folder, tmp_path, monkeypatch, recorder):
+    """Killed after 3 steps (states saved every step), resumed: the method sees the same
+    (epoch, batch index, iteration) sequence as an uninterrupted run (alternating methods
+    choose by the batch index)."""
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    cfg = _cfg(tiny_folder, tmp_path / "run", method=recorder, save_every=1)
+    _Recorder.fail_at = 3
+    with pytest.raises(RuntimeError, match="killed"):
+        loop.train(cfg)
+    _Recorder.fail_at = None
+    loop.train(cfg, resume_run=True)
+    assert _Recorder.steps == [(e, b, 5 * e + b) for e in range(2) for b in range(5)]
+
+
+def test_restoring_a_state_restores_the_global_generators(tiny_folder, tmp_path):
+    import random
+
+    import numpy as np
+
+    from nuat.train import resume
+    from nuat.train.progress import EpochProgress
+
+    run = loop.build_run(_cfg(tiny_folder, tmp_path / "run"))
+    path = resume.save(run, 0, EpochProgress())
+    draws = lambda: (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())  # noqa: E731
+    first = draws()
+    resume.restore_file(run, path)
+    assert draws() == first
