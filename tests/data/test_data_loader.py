@@ -215,3 +215,11 @@ def test_folder_crop_flip_decodes_the_plain_view(tmp_path, fakes, monkeypatch):
     calls = _spy_get_batch(monkeypatch, data)
     list(BatchLoader(data, 4, shuffle=True, augment="crop-flip", generator=torch.Generator().manual_seed(0)))
     assert len(calls) == 2 and all(seed is None for seed, _ in calls)
+
+
+def test_labels_outside_the_classes_are_refused():
+    images = torch.zeros(3, 1, 2, 2, dtype=torch.uint8)
+    assert ArrayImageData(images, torch.tensor([0, 1, 2]), ["a", "b", "c"]).num_classes == 3
+    for bad in ([0, 1, 3], [0, -1, 2]):  # one past the last class; negative
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+            ArrayImageData(images, torch.tensor(bad), ["a", "b", "c"])
