@@ -73,6 +73,9 @@ def test_forced_nan_stops_training_and_keeps_last_good_checkpoint(real_data_dir,
     (0.6, 0.80, 0.10, 0.50, False),   # everything fell: not the overfitting pattern
     (0.05, 0.80, 0.0, 0.85, False),   # never robust: nothing to collapse
     (None, None, 0.1, 0.9, False),    # first epoch
+    (0.1, 0.80, 0.04, 0.85, True),    # a best of exactly 10% counts as robust
+    (0.6, 0.80, 0.30, 0.85, False),   # exactly half the best: not below it
+    (0.6, 0.80, 0.29, 0.79, True),    # clean fell by less than the slack
 ])
 def test_collapse_rule(best, prev_clean, robust, clean, expected):
     assert is_collapse(best, prev_clean, robust, clean) is expected
@@ -168,6 +171,15 @@ def test_saving_a_state_discards_later_states_of_an_abandoned_attempt(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("state-*")) == ["state-0000000012.safetensors",
                                                                "state-0000000014.safetensors"]
     assert load_latest_state(tmp_path)[0].name == "state-0000000014.safetensors"
+
+
+def test_only_the_newest_two_numbered_states_are_kept(tmp_path):
+    tensors = {"w": torch.zeros(2)}
+    save_state(tmp_path, 3, tensors, {}, name="healthy")
+    for iteration in (1, 2, 3, 4, 5):
+        save_state(tmp_path, iteration, tensors, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["healthy.safetensors", "state-0000000004.safetensors",
+                                                          "state-0000000005.safetensors"]
 
 
 def test_a_failed_state_write_keeps_the_later_states(tmp_path, monkeypatch):
