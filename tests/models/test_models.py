@@ -381,3 +381,9 @@ def test_resnet50_downsamples_in_the_3x3_conv() -> None:
     model = build_model("resnet50", num_classes=10, in_channels=3, image_size=64)
     for stage in (model.layer2, model.layer3, model.layer4):
         assert stage[0].conv1.stride == (1, 1) and stage[0].conv2.stride == (2, 2)
+
+
+def test_normalize_refuses_a_zero_or_negative_std() -> None:
+    for std in ([0.5, 0.0], [0.5, -0.1]):
+        with pytest.raises(ValueError, match="std must be positive"):
+            Normalize([0.5, 0.5], std)
