@@ -54,6 +54,7 @@ class _Recorder(Method):
     modes: list = []
     steps: list = []
     fail_at: int | None = None
+    nan_from: int | None = None
 
     def loss(self, model, x, y, ctx):
         if ctx.iteration == _Recorder.fail_at:
@@ -62,6 +63,8 @@ class _Recorder(Method):
         _Recorder.steps.append((ctx.epoch, ctx.batch_index, ctx.iteration))
         logits = model(x)
         loss = F.cross_entropy(logits, y)
+        if _Recorder.nan_from is not None and ctx.iteration >= _Recorder.nan_from:
+            loss = loss * float("nan")
         sums = accuracy_sums(logits, None, y)
         sums["loss"] = loss.detach() * y.shape[0]
         sums["n"] = torch.tensor(float(y.shape[0]))
@@ -71,7 +74,7 @@ class _Recorder(Method):
 @pytest.fixture
 def recorder():
     register_method("test-recorder", build=_Recorder, defaults=MethodDefaults(), summary="records modes")
-    _Recorder.modes, _Recorder.steps, _Recorder.fail_at = [], [], None
+    _Recorder.modes, _Recorder.steps, _Recorder.fail_at, _Recorder.nan_from = [], [], None, None
     yield "test-recorder"
     del METHODS["test-recorder"]
 
@@ -132,3 +135,18 @@ def test_restoring_a_state_restores_the_global_generators(tiny_folder, tmp_path)
     first = draws()
     resume.restore_file(run, path)
     assert draws() == first
+
+
+def test_no_state_is_saved_after_a_non_finite_loss(tiny_folder, tmp_path, monkeypatch, recorder):
+    """--save-every saves mid-epoch only while the loss is finite: the newest state is the last
+    good one, so a resume never starts from NaN weights."""
+    from nuat.train.state import load_latest_state
+
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    _Recorder.nan_from = 3
+    out = tmp_path / "run"
+    with pytest.raises(loop.TrainingDiverged):
+        loop.train(_cfg(tiny_folder, out, method=recorder, save_every=1))
+    path, tensors, info = load_latest_state(out / "state")
+    assert info["iteration"] == 3
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model/"))
