@@ -189,31 +189,40 @@ def test_ifgsm_walks_all_its_steps_up_the_loss_to_the_corner(steps, step_size):
     torch.testing.assert_close(x_adv, x + 0.1 * s, rtol=0, atol=1e-12)
 
 
-class _Scripted(nn.Module):
-    """Logits that do not depend on the input (zero input gradient: iterates do not move); call k
-    misclassifies (class 1 instead of 0) the examples listed in ``wrong[k]``."""
+class _FoolsAtIterate(nn.Module):
+    """Two classes; whether example i is misclassified depends only on the iterate PGD has reached
+    (no hidden call counter). From a start at the clean input, a small linear term in class 1
+    makes every PGD step raise all pixels by ``step``: pixel 1 counts the steps from 0.5 and
+    pixel 0 - pixel 1 names the example (0.1 apart). Example i is class 1 at iterate k iff i in
+    ``wrong[k]``."""
 
-    def __init__(self, wrong):
+    def __init__(self, wrong, step):
         super().__init__()
-        self.wrong, self.calls = wrong, 0
+        self.wrong, self.step = wrong, step
 
     def forward(self, x):
-        table = torch.zeros(x.shape[0], 2, dtype=x.dtype)
-        table[:, 0] = 1.0
-        for i in self.wrong.get(self.calls, ()):
-            table[i] = torch.tensor([0.0, 1.0], dtype=x.dtype)
-        self.calls += 1
-        return table + 0.0 * x.flatten(1).sum(1, keepdim=True)
+        p = x.flatten(1)
+        k = torch.round((p[:, 1] - 0.5) / self.step).long().tolist()
+        i = torch.round((p[:, 0] - p[:, 1]) / 0.1).long().tolist()
+        fooled = torch.tensor([e in self.wrong.get(n, ()) for e, n in zip(i, k)], dtype=x.dtype)
+        z1 = 2 * fooled - 1 + 1e-3 * p.sum(1)  # the CE for class 0 grows with every pixel
+        return torch.stack([torch.zeros_like(z1), z1], 1)
 
 
 def test_pgd_trace_counts_an_example_broken_from_its_first_fooling_iterate_on():
     # example 0 is fooled at iterate 2 only, example 1 never, example 2 at iterates 0 and 3
-    model = _Scripted({2: [0], 0: [2], 3: [2]})
-    x, y = torch.full((3, 1, 2, 2), 0.5), torch.zeros(3, dtype=torch.long)
-    _, robust = pgd_trace(model, x, y, eps=0.1, steps=4, step_size=0.02, readout=(0, 1, 2, 3, 4), random_start=False)
+    model = _FoolsAtIterate({2: [0], 0: [2], 3: [2]}, step=0.02)
+    x = torch.full((3, 1, 1, 2), 0.5)
+    x[:, 0, 0, 0] += 0.1 * torch.arange(3)
+    y = torch.zeros(3, dtype=torch.long)
+    x_adv, robust = pgd_trace(model, x, y, eps=0.1, steps=4, step_size=0.02, readout=(0, 1, 2, 3, 4),
+                              random_start=False)
     assert [robust[n].tolist() for n in range(5)] == [[True, True, False], [True, True, False],
                                                       [False, True, False], [False, True, False],
                                                       [False, True, False]]
+    # the returned batch: example 0 at its fooling iterate 2, example 1 at the last (4), example 2
+    # at its first fooling iterate 0 (not the later one, 3)
+    torch.testing.assert_close(x_adv - x, torch.tensor([0.04, 0.08, 0.0]).view(3, 1, 1, 1).expand_as(x))
 
 
 def test_pgd_robust_examples_end_at_the_last_iterate_the_worst_corner():
