@@ -383,18 +383,20 @@ def test_summary_of_an_even_count_interpolates():
     assert (s.median, s.q1, s.q3, s.min, s.max, s.n) == (2.5, 1.75, 3.25, 1.0, 4.0, 4)
 
 
-def test_time_block_reports_per_call_cpu_time():
-    import time
+def test_time_block_reports_per_call_wall_and_cpu_time(monkeypatch):
+    """Under fake clocks that only the timed function advances (0.5 s wall, 0.25 s CPU per call),
+    time_block returns exactly those per-call figures, in the order (wall, CPU)."""
+    import nuat.bench.timing as timing
 
-    from nuat.bench.timing import time_block
+    clock = {"wall": 10.0, "cpu": 3.0}
 
-    def busy():  # 5 ms of this process's CPU time
-        start = time.process_time()
-        while time.process_time() - start < 0.005:
-            pass
+    def work():
+        clock["wall"] += 0.5
+        clock["cpu"] += 0.25
 
-    wall, cpu = time_block(busy, 8, torch.device("cpu"))
-    assert 0.005 <= cpu < 0.02 and wall >= 0.004
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock["wall"],
+                                                        process_time=lambda: clock["cpu"]))
+    assert timing.time_block(work, 8, torch.device("cpu")) == (0.5, 0.25)
 
 
 def test_loader_bench_seconds_are_per_batch(tmp_path, monkeypatch):
@@ -405,8 +407,8 @@ def test_loader_bench_seconds_are_per_batch(tmp_path, monkeypatch):
     import nuat.bench.loader as loader_mod
 
     _tiny_mnist(tmp_path / "mnist", 4)  # 40 images, batch 8: 4 timed batches after the first
-    ticks = itertools.count()
-    monkeypatch.setattr(loader_mod.time, "perf_counter", lambda: float(next(ticks)))
+    ticks = itertools.count()  # the loader module's clock only (not time.perf_counter for everyone)
+    monkeypatch.setattr(loader_mod, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     rows = loader_mod.bench_loader("mnist", batch_size=8, device=torch.device("cpu"), data_dir=str(tmp_path),
                                    batches=10, trials=2, log=lambda line: None)
     assert rows[0]["batches_timed"] == 4 and rows[0]["seconds"] == [0.25, 0.25]
@@ -415,20 +417,31 @@ def test_loader_bench_seconds_are_per_batch(tmp_path, monkeypatch):
 
 def test_trials_rotate_which_unit_is_timed_first(tmp_path, monkeypatch):
     """Every trial starts with the next unit (pass probe, method, ...), so no unit always runs
-    first after the previous trial's cool-down or heat-up."""
+    first after the previous trial's cool-down or heat-up. The timed blocks are told apart by
+    what they time (a pass probe's named passes, else a method's step), and the trials by the
+    log's "bench: trial k/n" line that ends each of them (warm-up blocks come before trial 1)."""
     import nuat.bench.runner as runner
+    from nuat.bench.timing import PASS_NAMES
 
     _tiny_mnist(tmp_path / "mnist", per_class=102)
-    order = []
+    events = []
     real = runner.time_block
 
     def spy(fn, repeats, device):
-        order.append("probe" if isinstance(getattr(fn, "__self__", None), runner._PassProbe) else "erm")
+        events.append("probe" if getattr(fn, "__name__", "") in PASS_NAMES else "erm")
         return real(fn, repeats, device)
+
+    def log(line):
+        if line.startswith("bench: trial "):
+            events.append("end")
 
     monkeypatch.setattr(runner, "time_block", spy)
     cfg = BenchConfig(methods=["erm"], data_dir=str(tmp_path), batch_size=10, steps=1, trials=3, warmup=0,
                       device="cpu")
-    runner.run_bench(cfg, log=lambda line: None)
-    probe = ["probe"] * 4  # the four pass probes of one measurement
-    assert order == probe + (probe + ["erm"]) + (["erm"] + probe) + (probe + ["erm"])  # warm-up, then 3 trials
+    runner.run_bench(cfg, log=log)
+    text = " ".join(events)
+    trials = [t.split() for t in text.split("end")[:3]]
+    trials[0] = trials[0][-len(PASS_NAMES) - 1:]  # drop the untimed warm-up blocks before trial 1
+    # each trial times the probe's passes once (together, in their order) and the method once
+    probe = ["probe"] * len(PASS_NAMES)
+    assert trials == [probe + ["erm"], ["erm"] + probe, probe + ["erm"]]
