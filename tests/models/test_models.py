@@ -377,10 +377,20 @@ def test_resnet_blocks_end_with_relu_after_the_sum() -> None:
 
 def test_resnet50_downsamples_in_the_3x3_conv() -> None:
     """ResNet v1.5: a downsampling Bottleneck strides its 3x3 conv, not the first 1x1 (which
-    would skip 3 of every 4 input positions)."""
-    model = build_model("resnet50", num_classes=10, in_channels=3, image_size=64)
-    for stage in (model.layer2, model.layer3, model.layer4):
-        assert stage[0].conv1.stride == (1, 1) and stage[0].conv2.stride == (2, 2)
+    would skip 3 of every 4 input positions, as the strided 1x1 shortcut does): the block's
+    output depends on its input at odd rows and columns too."""
+    model = build_model("resnet50", num_classes=10, in_channels=3, image_size=64).eval()
+    blocks = [stage[0] for stage in (model.layer2, model.layer3, model.layer4)]
+    inputs = []
+    hooks = [b.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach())) for b in blocks]
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    for block, x in zip(blocks, inputs):
+        x = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(block(x).sum(), x)
+        assert grad[..., 1::2, 1::2].abs().sum() > 0
 
 
 def test_normalize_refuses_a_zero_or_negative_std() -> None:
