@@ -161,7 +161,9 @@ def test_backend_selection_and_autocast():
 def test_newton_schulz_dispatches_few_operators_per_step():
     # On a GPU the Newton-Schulz backend is bound by the host's dispatch of its small products, so
     # its operator count is its cost there: each step is one bmm and one baddbmm (with their
-    # transposed view and internal calls). With `@` instead of torch.bmm it was ~23 per step.
+    # transposed view and internal calls), ~13 ATen calls per step with torch 2.13; with `@`
+    # instead of torch.bmm it was ~23. The bound sits between the two, so that a torch release
+    # adding a call or two inside bmm/baddbmm does not fail the test, but going back to `@` does.
     from torch.profiler import ProfilerActivity, profile
 
     from nuat.losses import NEWTON_SCHULZ_COEFFICIENTS
@@ -172,4 +174,4 @@ def test_newton_schulz_dispatches_few_operators_per_step():
         nuclear_norm(a, b, group_size=64, backend="newton-schulz").backward()
     calls = sum(1 for event in prof.events() if event.name.startswith("aten::"))
     steps = len(NEWTON_SCHULZ_COEFFICIENTS)
-    assert steps * 2 < calls <= steps * 14, calls
+    assert steps * 2 < calls <= steps * 18, calls
