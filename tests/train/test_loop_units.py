@@ -129,12 +129,18 @@ def test_restoring_a_state_restores_the_global_generators(tiny_folder, tmp_path)
     from nuat.train import resume
     from nuat.train.progress import EpochProgress
 
-    run = loop.build_run(_cfg(tiny_folder, tmp_path / "run"))
-    path = resume.save(run, 0, EpochProgress())
-    draws = lambda: (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())  # noqa: E731
-    first = draws()
-    resume.restore_file(run, path)
-    assert draws() == first
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:  # the test moves the process's global generators: put them back for the tests after it
+        run = loop.build_run(_cfg(tiny_folder, tmp_path / "run"))
+        path = resume.save(run, 0, EpochProgress())
+        draws = lambda: (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())  # noqa: E731
+        first = draws()
+        resume.restore_file(run, path)
+        assert draws() == first
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
 
 
 def test_no_state_is_saved_after_a_non_finite_loss(tiny_folder, tmp_path, monkeypatch, recorder):
