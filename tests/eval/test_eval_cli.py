@@ -391,3 +391,112 @@ def test_a_bad_targets_value_is_one_usage_line(tmp_path, capsys, text):
     """'²' passes str.isdigit() but not int(): it was a ValueError traceback."""
     code, _, err = run_cli(["eval", str(tmp_path / "none.safetensors"), "--targets", text], capsys)
     assert code == 2 and "must be a positive number or 'all'" in err and len(err.splitlines()) == 1, err
+
+
+# --- mutation-testing additions: NAME@N and step-count bounds, jobs run their attack with the
+# --- settings (published GAMA schedule), AutoAttack's seed and seconds, command-line refusals
+
+def test_image_and_step_counts_are_bounded():
+    assert parse_attacks("aa@20000,pgd-20@50", 100)[0].n == 100  # capped at the images evaluated
+    for bad in ("pgd-20@0", "pgd-0", "gama-pgd-0", "nuclear-0", "targeted-pgd-0", "ifgsm-0"):
+        with pytest.raises(UsageError):
+            parse_attacks(bad, 100)
+    with pytest.raises(UsageError, match="drop its @N"):  # clean must cover every attacked image
+        build_jobs(parse_attacks("clean@10,pgd-20", 100), Settings(eps=0.1, pgd_step=0.01))
+
+
+def test_jobs_run_their_attack_with_the_settings_and_the_published_gama_schedule():
+    from nuat.attacks import gama_pgd, nuclear, pgd_trace, targeted_pgd
+    from nuat_testing import edge_batch, tiny_cnn
+
+    model = tiny_cnn()
+    x, _ = edge_batch()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    s = Settings(eps=0.03, pgd_step=0.01, pgd_loss="margin", targets=1, nuclear_lam=0.5)
+    jobs = {j.key: j for j in build_jobs(parse_attacks("pgd-5,gama-pgd-100,gama-pgd-20,targeted-pgd-5,nuclear", 16), s)}
+
+    def gen():
+        return torch.Generator().manual_seed(7)
+
+    def adv(key):
+        return jobs[key].run(model, x, y, gen()).adversarial
+
+    def same(a, b):
+        return torch.equal(a, b)
+
+    # GAMA: drops at 60 and 85 and the guide over 25 of 100 steps (gama_pgd's defaults), scaled for 20
+    assert same(adv("gama-pgd-100@16"), gama_pgd(model, x, y, eps=0.03, generator=gen()))
+    assert same(adv("gama-pgd-20@16"), gama_pgd(model, x, y, eps=0.03, steps=20, drops=(12, 17), guide_steps=5,
+                                               generator=gen()))
+    assert same(adv("pgd@16"), pgd_trace(model, x, y, eps=0.03, steps=5, step_size=0.01, loss="margin",
+                                         generator=gen())[0])
+    assert not same(adv("pgd@16"), pgd_trace(model, x, y, eps=0.03, steps=5, step_size=0.01, generator=gen())[0])
+    top1 = targeted_pgd(model, x, y, eps=0.03, steps=5, step_size=0.01, targets=1, generator=gen())
+    assert same(adv("targeted-pgd-5@16"), top1)
+    assert not same(top1, targeted_pgd(model, x, y, eps=0.03, steps=5, step_size=0.01, targets=None, generator=gen()))
+    assert same(adv("nuclear@16"), nuclear(model, x, y, eps=0.03, lam=0.5, generator=gen()))
+    assert not same(adv("nuclear@16"), nuclear(model, x, y, eps=0.03, lam=4.0, generator=gen()))
+
+
+def test_pgd_job_takes_the_step_size_it_is_given():
+    # robust binary linear model: two steps of eps from a uniform start end on the worst corner
+    # x + eps * s; a smaller step would not get there
+    from nuat_testing import Linear
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(2, 16, generator=g, dtype=torch.float64)
+    model = Linear(w, torch.tensor([10.0, 0.0], dtype=torch.float64))
+    x, y = 0.3 + 0.4 * torch.rand(8, 1, 4, 4, generator=g, dtype=torch.float64), torch.zeros(8, dtype=torch.long)
+    job = build_jobs(parse_attacks("pgd-2", 8), Settings(eps=0.1, pgd_step=0.1))[1]
+    x_adv = job.run(model, x, y, torch.Generator().manual_seed(0)).adversarial
+    torch.testing.assert_close(x_adv, x + 0.1 * torch.sign(w[1] - w[0]).view(1, 1, 4, 4), rtol=0, atol=1e-12)
+
+
+def test_autoattack_job_passes_the_evaluation_seed_and_sums_the_component_seconds(monkeypatch):
+    from nuat.attacks.autoattack import VERSIONS, AutoAttackResult
+
+    seen = {}
+
+    def fake(m, x, y, *, eps, version, seed, check_square):
+        seen.update(eps=eps, version=version, seed=seed)
+        robust = {c: torch.ones(len(y), dtype=torch.bool) for c in VERSIONS[version]}
+        return AutoAttackResult(x, robust, {c: float(i + 1) for i, c in enumerate(VERSIONS[version])}, ["w"])
+
+    monkeypatch.setattr(registry, "run_autoattack", fake)
+    job = build_jobs(parse_attacks("aa-v1", 4), Settings(eps=0.1, pgd_step=0.01, seed=3))[1]
+    out = job.run(None, torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), torch.Generator())
+    assert seen == {"eps": 0.1, "version": "v1", "seed": 3}
+    # seconds to get there: each component's time adds to the ones before it
+    assert out.seconds == {"aa-v1/apgd-ce": 1.0, "aa-v1/apgd-dlr": 3.0, "aa-v1/fab": 6.0, "aa-v1/square": 10.0}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--pgd-restarts", "0"], "--pgd-restarts must be at least 1, got 0"),
+    (["--nuclear-lam", "nan"], "--nuclear-lam nan is invalid"),
+    (["--n", "0"], "--n must be positive, got 0"),
+    (["--batch-size", "0"], "--batch-size must be positive, got 0"),
+    (["--dataset", "fashion-mnist"], "was trained on mnist, not fashion-mnist"),
+])
+def test_eval_option_refusals_are_one_line_and_write_nothing(undefended_checkpoint, tmp_path, real_data_dir, capsys,
+                                                             extra, message):
+    out = tmp_path / "o"
+    code, _, err = run_cli(eval_args(undefended_checkpoint, out, real_data_dir, *extra, n="8", attacks="clean,pgd-2"),
+                           capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_sanity_refuses_more_images_than_the_test_set(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    for n, message in (("20000", "--n 20000 is larger than the mnist test set (10000)"), ("0", "--n must be positive")):
+        out = tmp_path / f"o{n}"
+        code, _, err = run_cli(["sanity", str(undefended_checkpoint), "--data-dir", str(real_data_dir), "--n", n,
+                                "--out", str(out), "--no-progress"], capsys)
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+        assert not out.exists()
+
+
+def test_default_targets_on_a_ten_class_model_are_the_top_nine(undefended_checkpoint, tmp_path, real_data_dir, capsys):
+    code, out, err = run_cli(eval_args(undefended_checkpoint, tmp_path / "o", real_data_dir, n="4",
+                                       attacks="targeted-pgd-1"), capsys)
+    assert code == 0 and "targeted PGD-1 (top-9)" in out, err

@@ -80,3 +80,54 @@ def test_evaluation_records_its_device_type_and_resumes_only_there(tmp_path):
         evaluate(target, options("cuda"), tmp_path / "out", data=data)
     assert (tmp_path / "out" / "state.json").read_text() == before
     evaluate(target, options("cpu"), tmp_path / "out", data=data)  # the same device type resumes
+
+
+# --- mutation-testing additions: what a resume must refuse
+
+def _tiny(tmp_path, sha="0" * 64):
+    from torch import nn
+
+    from nuat.data import ArrayImageData
+    from nuat.eval.targets import EvalTarget, prepare
+
+    torch.manual_seed(0)
+    model = prepare(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), torch.device("cpu"))
+    images = torch.randint(0, 256, (8, 1, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    data = ArrayImageData(images, torch.arange(8) % 3, ["a", "b", "c"])
+    return EvalTarget("tiny", tmp_path / "tiny.safetensors", sha, model), data
+
+
+def _options(**kw):
+    from nuat.eval.evaluate import EvalOptions
+    from nuat.eval.registry import Settings
+
+    return EvalOptions(**{"attacks": "clean,pgd-2", "dataset": "synthetic",
+                          "settings": Settings(eps=0.1, pgd_step=0.01), "eps_text": "0.1", "batch_size": 4,
+                          "progress": False, **kw})
+
+
+def test_resume_refuses_another_checkpoint_or_batch_size(tmp_path):
+    # per-example results of another checkpoint (or of batches seeded by another batch index) must
+    # never be mixed into this one's
+    from nuat.eval.evaluate import evaluate
+
+    target, data = _tiny(tmp_path)
+    evaluate(target, _options(), tmp_path / "out", data=data)
+    before = (tmp_path / "out" / "state.json").read_text()
+    other, _ = _tiny(tmp_path, sha="1" * 64)
+    with pytest.raises(UsageError, match="checkpoint_sha256: stored '0+', now '1+'"):
+        evaluate(other, _options(), tmp_path / "out", data=data)
+    with pytest.raises(UsageError, match="batch_size: stored 4, now 2"):
+        evaluate(target, _options(batch_size=2), tmp_path / "out", data=data)
+    assert (tmp_path / "out" / "state.json").read_text() == before
+    evaluate(other, _options(), tmp_path / "out", data=data, fresh=True)  # --overwrite starts again
+
+
+def test_evaluate_refuses_more_images_than_the_data(tmp_path):
+    from nuat.eval.evaluate import evaluate
+
+    target, data = _tiny(tmp_path)
+    for n in (9, 0):
+        with pytest.raises(UsageError, match=rf"--n {n} is outside 1\.\.8"):
+            evaluate(target, _options(n=n), tmp_path / "out", data=data)
+    assert not (tmp_path / "out").exists()
