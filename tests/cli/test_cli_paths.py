@@ -135,3 +135,31 @@ def test_a_full_disk_is_not_reported_as_bad_input(monkeypatch, capsys):
     monkeypatch.setattr(bench_cmd, "run", disk_full)
     with pytest.raises(OSError, match="No space left"):
         _run(capsys, ["bench"])
+
+
+# --- mutation-testing additions: an empty --out, late path errors of every kind
+
+def test_an_empty_out_is_refused_not_replaced_by_the_default(tmp_path, checkpoint, real_data_dir, capsys,
+                                                              monkeypatch):
+    # --out "$UNSET_VARIABLE": one line, not a run written into the default folder (or the current one)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name, argv in _commands(str(real_data_dir), checkpoint).items():
+        code, _, err = _run(capsys, argv + ["--out", ""])
+        assert code == 2 and f"nuat {name}: error: --out is empty" in err, (name, err)
+        _one_line(err)
+    assert _listing(work) == [] and _listing(checkpoint.parent) == ["ck.safetensors", "cwd"]
+
+
+@pytest.mark.parametrize("late", ["below a file", "a folder opened as a file", "missing folder"])
+def test_late_path_errors_of_each_kind_are_one_line(tmp_path, monkeypatch, capsys, late):
+    import nuat.cli.bench_cmd as bench_cmd
+
+    (tmp_path / "file.txt").write_text("x")
+    target = {"below a file": tmp_path / "file.txt" / "x.json", "a folder opened as a file": tmp_path,
+              "missing folder": tmp_path / "missing" / "x.json"}[late]
+    monkeypatch.setattr(bench_cmd, "run", lambda args: open(target, "w"))
+    code, _, err = _run(capsys, ["bench"])
+    assert code == 2 and str(target) in err, err
+    _one_line(err)

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
-    out = check_out(args.out) if args.out else None
+    out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
     targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option
     target_count = _target_count(targets_text, targets) if targeted else DEFAULT_TARGETS

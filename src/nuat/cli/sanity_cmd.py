@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be positive, got {value}")
     path = Path(args.target)
-    out = check_out(args.out) if args.out else None
+    out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
     if out is None:  # once the target is known to exist: its folder holds the default
         default = path / "sanity" if path.is_dir() else path.parent / f"sanity-{path.stem}"

@@ -249,6 +249,8 @@ def run_folder(args: argparse.Namespace) -> Path:
     """``--out`` (``~`` expanded), or the default ``runs/<dataset>-<method>-seed<seed>``."""
     from nuat.data import get_dataset_spec
 
+    if args.out is not None and not args.out.strip():  # e.g. --out "$UNSET": not the default folder
+        raise UsageError("--out is empty; give a path")
     return Path(args.out or f"runs/{get_dataset_spec(args.dataset).name}-{args.method}-seed{args.seed}").expanduser()
 
 
