@@ -229,3 +229,15 @@ def test_autoattack_components_attack_the_still_robust_and_read_out_cumulatively
     assert any("Square Attack has decreased the robust accuracy" in f for f in result.flags)
     fake.BREAKS = {**_FakeAdversary.BREAKS, "square": []}
     assert not any("Square" in f for f in aa.run_autoattack(_ByIndex(), x, y, eps=0.01).flags)
+
+
+def test_targeted_pgd_tries_each_target_not_only_the_most_likely_one():
+    # label 0 (z0 = 0); class 1 is the most likely wrong class (z1 = -0.1, constant: never reached);
+    # class 2 (z2 = sum(x) - 8.5 = -0.5 at x = 0.5) overtakes class 0 at x + 0.1
+    w = torch.zeros(3, 16, dtype=torch.float64)
+    w[2] = 1.0
+    model = Linear(w, torch.tensor([0.0, -0.1, -8.5], dtype=torch.float64))
+    x, y = torch.full((2, 1, 4, 4), 0.5, dtype=torch.float64), torch.zeros(2, dtype=torch.long)
+    run = lambda k: targeted_pgd(model, x, y, eps=0.1, steps=5, targets=k, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    assert (model(run(None)).argmax(1) == 2).all() and (model(run(2)).argmax(1) == 2).all()
+    assert (model(run(1)).argmax(1) == 0).all()
