@@ -47,3 +47,19 @@ def test_sanity_names_the_bad_budget(tmp_path, real_data_dir, capsys):
         err = capsys.readouterr().err
         assert code == 2 and f"{flag} must be positive, got 0" in err and other not in err, err
         assert not (tmp_path / "o").exists()
+
+
+def test_sanity_cli_exits_4_when_a_check_flags(undefended_checkpoint, tmp_path, real_data_dir, capsys,
+                                               monkeypatch):
+    # the checks themselves are tested in test_sanity_rules.py; here: the verdict reaches the exit code
+    from nuat.eval import sanity
+
+    monkeypatch.setattr(sanity, "run_sanity", lambda target, *a, **k: {"verdict": "FLAG", "plot": None})
+    monkeypatch.setattr(sanity, "render_sanity", lambda result: f"verdict {result['verdict']}")
+    code = main(["sanity", str(undefended_checkpoint), "--data-dir", str(real_data_dir), "--n", "8",
+                 "--out", str(tmp_path / "s"), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 4 and "verdict FLAG" in out and f"FLAG ({undefended_checkpoint.stem})" in err, err
+    monkeypatch.setattr(sanity, "run_sanity", lambda target, *a, **k: {"verdict": "PASS", "plot": None})
+    assert main(["sanity", str(undefended_checkpoint), "--data-dir", str(real_data_dir), "--n", "8",
+                 "--out", str(tmp_path / "p"), "--no-progress"]) == 0

@@ -16,6 +16,10 @@ from nuat.cli.checks import check_out
 from nuat.errors import UsageError
 
 
+#: exit code when a check flags (the reports are written all the same)
+EXIT_FLAGGED = 4
+
+
 def add_parser(sub: Any) -> None:
     from nuat.cli.eval_cmd import add_target_arguments
 
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                        square_queries=args.square_queries, surface_images=args.surface_images, device=str(device),
                        progress=not args.no_progress)
     several = len(targets) > 1 or path.is_dir()
-    flagged = False
+    flagged: list[str] = []
     from nuat.eval.sanity import render_sanity
 
     for target in targets:
@@ -63,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
         except ThreatModelViolation as exc:
             sys.stderr.write(f"nuat sanity: error: threat model violation ({target.name}): {exc}\n")
             return 1
-        flagged |= result["verdict"] != "PASS"
+        if result["verdict"] != "PASS":
+            flagged.append(target.name)
         print(render_sanity(result))
         figure = f" and {folder / result['plot']}" if result["plot"] else ""
         print(f"wrote {folder / 'sanity.json'}, {folder / 'sanity.md'}{figure}", file=sys.stderr)
+    if flagged:  # scripts and CI can tell a flagged model from a clean bill without parsing the report
+        print(f"nuat sanity: FLAG ({', '.join(flagged)}): a check points to gradient masking; see sanity.md",
+              file=sys.stderr)
+        return EXIT_FLAGGED
     return 0
