@@ -93,7 +93,7 @@ def saved_run(tmp_path, *options, name="run"):
 def resume(folder, *options):
     from pathlib import Path
 
-    from nuat.cli.train_cmd import resumed_config
+    from nuat.cli.resume import resumed_config
 
     return resumed_config(Path(folder), _train_args("--resume", str(folder), *options))
 
