@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(eps=eps, pgd_step=parse_step(args.pgd_step, eps), pgd_restarts=args.pgd_restarts,
                         pgd_loss=check_loss(args.pgd_loss), targets=target_count,
                         nuclear_lam=args.nuclear_lam, seed=args.seed, gama_reference=args.gama_reference)
-    build_jobs(parse_attacks(args.attacks, 1), settings)
+    build_jobs(requests, settings)
     options = EvalOptions(attacks=args.attacks, dataset=dataset, settings=settings, eps_text=eps_text, n=args.n,
                           batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir, device=str(device),
                           progress=not args.no_progress)

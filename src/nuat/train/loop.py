@@ -351,8 +351,8 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
     run = build_run(cfg)  # raises on bad data/model/method names before anything is written
     start_epoch, progress = _start(run, resume_run)
     run.log(f"nuat: {cfg.method} on {cfg.dataset} ({run.info['train_size']} train / {run.info['val_size']} "
-            f"validation), {cfg.model}, eps {cfg.eps:.4g}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, batch {cfg.batch_size}, "
-            f"device {run.device}")
+            f"validation), {cfg.model}, eps {cfg.eps:.4g}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, "
+            f"batch {cfg.batch_size}, device {run.device}")
     previous = _install_signal_handlers(run)
     try:
         epoch = start_epoch
