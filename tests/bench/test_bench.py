@@ -317,12 +317,12 @@ def test_out_keeps_dots_that_are_not_a_report_suffix(tmp_path, monkeypatch):
 
     def write_report(result, json_path, **kwargs):  # the Markdown and figure are not the point here
         written.append(json_path)
-        return json_path.with_suffix(".md"), ""
+        return json_path.with_suffix(".md"), "", None
 
     monkeypatch.setattr(report, "write_report", write_report)
     for given, stem in (("mnist-lr0.05", "mnist-lr0.05"), ("mnist-lr0.05.json", "mnist-lr0.05"),
                         ("v1.2.md", "v1.2"), ("b.png", "b"), ("plain", "plain")):
-        json_path, md_path = report.write({"config": {}}, tmp_path / given)
+        json_path, md_path, _ = report.write({"config": {}}, tmp_path / given)
         assert json_path == tmp_path / f"{stem}.json" and json_path.is_file(), (given, json_path)
         assert md_path == tmp_path / f"{stem}.md" and written[-1] == json_path
     assert not (tmp_path / "mnist-lr0.json").exists()

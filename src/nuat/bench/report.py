@@ -163,26 +163,28 @@ def _checks(result: dict[str, Any]) -> list[str]:
 
 
 def write_report(result: dict[str, Any], json_path: Path, *, title: str = "nuat bench",
-                 notes: list[str] | None = None) -> tuple[Path, str]:
+                 notes: list[str] | None = None) -> tuple[Path, str, Path | None]:
     """Write the report and the figure of ``result`` beside ``json_path`` (``.md``, ``.png`` where
-    matplotlib is installed); returns the report's path and text. The text is built before
-    anything is written, so a malformed result leaves no file behind."""
+    matplotlib is installed); returns the report's path, its text and the figure's path (None
+    when none was drawn). The text is built before anything is written, so a malformed result
+    leaves no file behind."""
     from nuat.bench.plot import plot_bench
 
     png_path = json_path.with_suffix(".png")
     text = markdown(result, title=title, notes=notes, figure=png_path.name)
-    if plot_bench(result, png_path, title=title) is None:
+    figure = plot_bench(result, png_path, title=title)
+    if figure is None:
         text = markdown(result, title=title, notes=notes)
     md_path = json_path.with_suffix(".md")
     md_path.write_text(text)
-    return md_path, text
+    return md_path, text, figure
 
 
 def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
-          notes: list[str] | None = None) -> tuple[Path, Path]:
+          notes: list[str] | None = None) -> tuple[Path, Path, Path | None]:
     """Write ``<out>.json``, ``<out>.md`` and ``<out>.png`` (``out`` without suffix; one of those
     three suffixes is dropped, any other dot stays: ``mnist-lr0.05`` -> ``mnist-lr0.05.json``);
-    returns the JSON and Markdown paths."""
+    returns the JSON, Markdown and figure paths (the figure's None when none was drawn)."""
     out = Path(out)
     if out.suffix in REPORT_SUFFIXES:
         out = out.with_suffix("")
@@ -190,5 +192,5 @@ def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
     json_path = out.with_name(out.name + ".json")
     result = {**result, "report": {"title": title, "notes": list(notes or [])}}  # for --render
     json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path, _ = write_report(result, json_path, title=title, notes=notes)
-    return json_path, md_path
+    md_path, _, figure = write_report(result, json_path, title=title, notes=notes)
+    return json_path, md_path, figure

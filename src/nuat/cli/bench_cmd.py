@@ -77,19 +77,13 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
     try:
         result = json.loads(json_path.read_text())
         saved = result.get("report", {})  # the run's title and notes (older JSON files have none)
-        md_path, text = write_report(result, json_path, title=title or saved.get("title", "nuat bench"),
+        md_path, text, figure = write_report(result, json_path, title=title or saved.get("title", "nuat bench"),
                                      notes=notes or saved.get("notes", []))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--render {path}: not a readable nuat bench JSON ({type(exc).__name__}: {exc})") from None
     print(text, end="")
-    print(f"wrote {md_path}{_figure_note(md_path, text)}")
+    print(f"wrote {md_path}" + (f" and {figure}" if figure else ""))
     return 0
-
-
-def _figure_note(md_path: Path, text: str) -> str:
-    """The report's figure, as " and PATH", when the report shows one (matplotlib is installed)."""
-    figure = md_path.with_suffix(".png")
-    return f" and {figure}" if f"]({figure.name})" in text else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
         kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"
         c = result["config"]
         out = f"benchmarks/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
-    json_path, md_path = write(result, Path(out), title=args.title or "nuat bench", notes=args.note)
-    text = md_path.read_text()
-    print(text, end="")
-    print(f"wrote {json_path}, {md_path}{_figure_note(md_path, text)}")
+    json_path, md_path, figure = write(result, Path(out), title=args.title or "nuat bench", notes=args.note)
+    print(md_path.read_text(), end="")
+    print(f"wrote {json_path}, {md_path}" + (f" and {figure}" if figure else ""))
     return 0

@@ -110,24 +110,18 @@ def _default_out(target: str) -> Path:
     return path / "eval" if path.is_dir() else path.parent / f"eval-{path.stem}"
 
 
-def _classes(target: Any) -> int | None:
-    spec = getattr(target.model, "model_spec", None) or target.metadata.get("model_spec") or {}
-    classes = spec.get("num_classes")
-    return classes if isinstance(classes, int) else None
-
-
 def _target_count(text: str | None, targets: list[Any]) -> int | None:
     """--targets as a count (None: all wrong classes). The default, 9, becomes "all" on a model
     with fewer wrong classes; a number given that exceeds them is refused: a report of "top-20" on
     a 10-class model would only have attacked 9."""
     if text is None:
-        fewest = min((c for c in map(_classes, targets) if c is not None), default=None)
+        fewest = min((t.num_classes for t in targets if t.num_classes is not None), default=None)
         return None if fewest is not None and fewest - 1 < DEFAULT_TARGETS else DEFAULT_TARGETS
     if text == "all":
         return None
     count = int(text)
     for target in targets:
-        classes = _classes(target)
+        classes = target.num_classes
         if classes is not None and count > classes - 1:
             raise UsageError(f"--targets {count} is more than the {classes - 1} wrong classes of {target.name} "
                              f"({classes} classes); give at most {classes - 1}, or 'all'")

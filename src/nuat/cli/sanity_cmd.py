@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from nuat.cli.eval_cmd import load_targets
     from nuat.data import check_classes
-    from nuat.eval.sanity import SanityConfig, run_sanity
+    from nuat.eval.sanity import SanityConfig, render_sanity, run_sanity
     from nuat.eval.targets import load_test_data
     from nuat.projections import ThreatModelViolation
 
@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
     several = len(targets) > 1 or path.is_dir()
     flagged: list[str] = []
-    from nuat.eval.sanity import render_sanity
-
     for target in targets:
         folder = out / target.name if several else out
         try:

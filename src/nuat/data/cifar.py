@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nuat.data.imagedata import ArrayImageData
+from nuat.data.spec import of_split
 from nuat.errors import DataError
 
 __all__ = ["CIFAR10_FILES", "CIFAR100_FILES", "cifar_folder", "load_cifar10", "load_cifar100", "read_cifar_records"]
@@ -29,7 +30,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def cifar_folder(folder: Path, subdir: str, files: dict[str, list[str]], split: str | None = None) -> Path | None:
     """``folder/subdir`` or ``folder`` itself, whichever holds the .bin files of ``split`` (None:
     of every split); else None."""
-    wanted = [name for s, names in files.items() if split is None or s == split for name in names]
+    wanted = [name for names in of_split(files, split) for name in names]
     for candidate in (folder / subdir, folder):
         if all((candidate / name).is_file() for name in wanted):
             return candidate

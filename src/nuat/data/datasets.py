@@ -24,7 +24,7 @@ from nuat.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, MNIST_FILES, idx
 from nuat.data.imagedata import ImageData
 from nuat.data.progress import progress_bars
 from nuat.data.roots import find_root, search_root
-from nuat.data.spec import DatasetSpec, get_dataset_spec, register_dataset
+from nuat.data.spec import DatasetSpec, get_dataset_spec, of_split, register_dataset
 from nuat.errors import DataError, UsageError
 
 __all__ = ["load_dataset", "read_class_list", "SPLITS"]
@@ -38,15 +38,13 @@ CIFAR10_JPEG_TAR = "cifar10-jpeg.tar.gz"
 
 def _has_dirs(folder: Path, dirs: dict[str, tuple[str, ...]], split: str | None = None) -> bool:
     """Whether ``folder`` holds the folder of ``split`` (None: of every split)."""
-    wanted = dirs.values() if split is None else (dirs[split],)
-    return all(find_split_dir(folder, names) is not None for names in wanted)
+    return all(find_split_dir(folder, names) is not None for names in of_split(dirs, split))
 
 
 # -- MNIST and Fashion-MNIST ------------------------------------------------------------
 
 def _mnist_present(folder: Path, split: str | None = None) -> bool:
-    wanted = MNIST_FILES.values() if split is None else (MNIST_FILES[split],)
-    return all(idx_file(folder, n) is not None for names in wanted for n in names)
+    return all(idx_file(folder, n) is not None for names in of_split(MNIST_FILES, split) for n in names)
 
 
 def _mnist_loader(classes: list[str], folder: Path, split: str, image_size=None, class_list=None) -> ImageData:

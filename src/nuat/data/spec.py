@@ -6,11 +6,12 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nuat.errors import UsageError
 from nuat.projections import parse_eps
 
-__all__ = ["DatasetSpec", "DATASETS", "register_dataset", "get_dataset_spec", "AUGMENT_KINDS"]
+__all__ = ["DatasetSpec", "DATASETS", "register_dataset", "get_dataset_spec", "of_split", "AUGMENT_KINDS"]
 
 AUGMENT_KINDS = ("none", "crop-flip", "random-resized-crop-flip")
 
@@ -53,6 +54,12 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {}
+
+
+def of_split(by_split: dict[str, Any], split: str | None) -> list[Any]:
+    """What ``by_split`` (split name -> files or folder names) holds for ``split``: ``"train"`` or
+    ``"test"``, or every split when ``split`` is None (the ``present`` checks of the data sets)."""
+    return list(by_split.values()) if split is None else [by_split[split]]
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:

@@ -32,9 +32,20 @@ class EvalTarget:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def model_spec(self) -> dict[str, Any]:
+        """The architecture the model was built from (``build_model`` arguments); {} when unknown."""
+        spec = getattr(self.model, "model_spec", None) or self.metadata.get("model_spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
     def model_name(self) -> str:
-        spec = getattr(self.model, "model_spec", None) or self.metadata.get("model_spec") or {}
-        return str(spec.get("name", type(self.model).__name__))
+        return str(self.model_spec.get("name", type(self.model).__name__))
+
+    @property
+    def num_classes(self) -> int | None:
+        """The model's number of classes, from its ``model_spec``; None when unknown."""
+        classes = self.model_spec.get("num_classes")
+        return classes if isinstance(classes, int) and not isinstance(classes, bool) else None
 
 
 def spec_image_size(spec: Any) -> int | None:
@@ -47,7 +58,7 @@ def spec_image_size(spec: Any) -> int | None:
 def target_image_size(target: EvalTarget) -> int | None:
     """The input side the target's model was built (and trained) for, from its ``model_spec``;
     None for a model without one (e.g. a wrapped test model)."""
-    return spec_image_size(getattr(target.model, "model_spec", None) or target.metadata.get("model_spec"))
+    return spec_image_size(target.model_spec)
 
 
 def load_test_data(dataset: str, data_dir: str | Path | None, targets: list[EvalTarget], *,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nuat.train import resume
 from nuat.train.progress import EpochProgress
-from nuat.train.state import read_state
+from nuat.train.state import HEALTHY_STATE, read_state
 
 if TYPE_CHECKING:
     from nuat.train.loop import Run
@@ -23,7 +23,7 @@ CLEAN_SLACK = 0.02
 #: ... and the best robust accuracy so far was meaningful.
 MIN_ROBUST = 0.1
 #: the state a rollback restores: the end of the last epoch without a collapse warning
-HEALTHY = "healthy.safetensors"
+HEALTHY = f"{HEALTHY_STATE}.safetensors"
 
 
 def is_collapse(best_robust: float | None, previous_clean: float | None, robust: float, clean: float) -> bool:

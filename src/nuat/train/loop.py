@@ -30,6 +30,7 @@ from nuat.train.config import TrainConfig
 from nuat.train.device import resolve_device
 from nuat.train.progress import EpochProgress
 from nuat.train.rundir import clear_run_outputs
+from nuat.train.state import HEALTHY_STATE
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
 from nuat.train.schedules import cyclic_step_lr, lambda_ramp, step_lr
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
             progress = EpochProgress()
             resume.save(run, epoch, progress)
             if not stats.get("collapse"):
-                resume.save(run, epoch, progress, name="healthy")
+                resume.save(run, epoch, progress, name=HEALTHY_STATE)
             if run.stop_signal:
                 raise TrainingInterrupted(run.stop_signal, run.out / "state")
     finally:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nuat.train.state import state_iteration
+from nuat.train.state import HEALTHY_STATE, state_iteration
 
 #: the files a run writes at the top of its directory (checkpoints: the model and its ``-ema`` average)
 RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "summary.json", "best.safetensors", "last.safetensors",
              "best-ema.safetensors", "last-ema.safetensors")
 STATE_DIR = "state"
 #: the files a run writes into ``state/`` (``nuat.train.state``, ``nuat.train.health``)
-STATE_PATTERNS = ("state-*.safetensors", "healthy.safetensors")
+STATE_PATTERNS = ("state-*.safetensors", f"{HEALTHY_STATE}.safetensors")
 
 
 def _ours(folder: Path, names: tuple[str, ...]) -> list[Path]:

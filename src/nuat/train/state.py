@@ -24,6 +24,8 @@ from nuat.checkpoints import atomic_write_bytes
 from nuat.errors import RunWarning
 
 FORMAT = "nuat-train-state/1"
+#: the state of the last epoch end without a collapse warning (``<name>.safetensors``, never pruned)
+HEALTHY_STATE = "healthy"
 KEEP = 2
 
 
