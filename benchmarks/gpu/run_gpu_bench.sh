@@ -114,6 +114,16 @@ print(f"| {name} | `{flags or '(none)'}` | {summary['train_seconds']:.0f} | "
       f"{100 * summary['best_val_ifgsm7_acc']:.1f}% | {acc('clean')} | {acc('pgd-20')} |")
 PY
     done
+    # where and at which commit: the provenance the evaluations recorded (nuat eval's eval.json)
+    $PYTHON - "$RESULTS" "accuracy ($EPOCHS epochs, ACC_VARIANTS=\"${ACC_VARIANTS:-fp32 fast}\")" >> "$table" <<'PY'
+import glob, json, sys
+found = sorted(glob.glob(f"{sys.argv[1]}/accuracy-*-eval.json"))
+prov = [json.load(open(path))["provenance"] for path in found]
+if prov:
+    print(f"\nMachine: {'; '.join(sorted({p['machine'] for p in prov}))}. Commit: "
+          f"{', '.join(sorted({p['commit'] for p in prov}))} (the eval.json files' provenance). "
+          f"Command: stage {sys.argv[2]} of benchmarks/gpu/run_gpu_bench.sh.")
+PY
     cat "$table"
     ;;
   wa)
