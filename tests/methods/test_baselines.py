@@ -262,6 +262,16 @@ def test_wa_suffix_adds_an_average_to_any_method():
         get_method("pgd-ta")
 
 
+@pytest.mark.parametrize("name", ["nuat-wa-wa", "nuat2-wa-wa", "nuat-wa-h-wa"])
+def test_wa_suffix_on_a_method_that_already_averages_is_refused(name, tmp_path):
+    # -wa there would change nothing but the name, so the run would be filed as a method that
+    # does not exist; a doubled suffix is a typo to refuse, naming the method that was meant
+    with pytest.raises(UsageError, match=f"'{name[:-3]}' already keeps a weight average"):
+        get_method(name)
+    with pytest.raises(UsageError, match="already keeps a weight average"):
+        cli_config(tmp_path, "--method", name)
+
+
 def cli_config(tmp_path, *argv):
     args = build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--out", str(tmp_path / "run"), *argv])
     return resolve_config(args)

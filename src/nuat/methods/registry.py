@@ -64,13 +64,19 @@ def with_weight_average(entry: MethodEntry, name: str | None = None, tau: float 
 
 def get_method(name: str) -> MethodEntry:
     """The registered method ``name``; an unregistered ``<base>-wa`` resolves to ``<base>`` with a
-    weight average (registered names win: ``nuat-wa`` keeps its own published defaults)."""
+    weight average (registered names win: ``nuat-wa`` keeps its own published defaults), unless
+    ``<base>`` already keeps one (``nuat-wa-wa`` is refused)."""
     if name in METHODS:
         return METHODS[name]
     if name in ALIASES:
         return METHODS[ALIASES[name]]
     base = name[: -len(WA_SUFFIX)] if name.endswith(WA_SUFFIX) else None
     if base in METHODS:
+        if "ema" in METHODS[base].defaults.averages:
+            # the suffix would change only the name: the run would be filed under a method that
+            # does not exist (nuat-wa-wa), so a doubled suffix is refused as the typo it is
+            raise UsageError(f"unknown method {name!r}; {base!r} already keeps a weight average, "
+                             f"use {base!r}")
         return with_weight_average(METHODS[base], name)
     raise UsageError(unknown_name_message("method", name, list(METHODS)) + f"; any of them + {WA_SUFFIX!r} "
                      "adds weight averaging")
