@@ -215,6 +215,19 @@ def test_no_rollback_to_a_state_older_than_the_previous_epoch(real_data_dir, tmp
     assert info["iteration"] == summary["iterations"] == 24 and info["metrics_lines"] == 4
 
 
+def test_rollback_of_a_method_without_a_remedy_warns_and_continues(real_data_dir, tmp_path, monkeypatch, capsys):
+    # FGSM-AT, the method the paper shows collapsing, has no remedy: redoing its epoch unchanged
+    # would collapse again, so the run keeps the epoch, says why, and goes on as with --on-collapse warn
+    _collapse_at(monkeypatch, 2)
+    out = tmp_path / "run"
+    loop.train(_tiny_config(real_data_dir, out, method="fgsm-at", epochs=2, lam_max=0.0, ramp_fraction=1.0))
+    text = capsys.readouterr().out
+    assert "catastrophic overfitting suspected in epoch 2" in text and "no remedy for this method: continuing" in text
+    assert "rolled back" not in text
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["collapse"], r.get("remedy")) for r in records] == [(1, False, None), (2, True, None)]
+
+
 def test_a_corrupt_healthy_state_is_not_rolled_back_to(real_data_dir, tmp_path, monkeypatch, capsys):
     # the healthy state's tensors are damaged (its header intact) before the collapse is seen:
     # the rollback is refused with a reason instead of failing inside the restore
