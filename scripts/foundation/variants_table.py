@@ -33,9 +33,15 @@ def row(run: Path) -> tuple[str, dict]:
 def main(runs: list[str]) -> None:
     lines, configs = zip(*(row(Path(r)) for r in runs))
     c = configs[0]
+    # the test image count is each run's own --final-eval, read back rather than assumed
+    counts = {cfg["method"]: json.loads((Path(r) / "summary.json").read_text())["test"]["n"]
+              for r, cfg in zip(runs, configs)}
+    images = " or ".join(f"{n:,}" for n in sorted(set(counts.values()))) + " test images"
+    if len(set(counts.values())) > 1:
+        images += " (per row: " + ", ".join(f"{m} {n:,}" for m, n in counts.items()) + ")"
     print(f"# NuAT variants on Fashion-MNIST (eps {c['eps']:.3g}, {c['model']}, {c['epochs']} epochs, batch "
           f"{c['batch_size']}, seed {c['seed']})\n")
-    print("Test numbers: first 1,000 test images, best checkpoint by validation I-FGSM-7, reloaded with "
+    print(f"Test numbers: first {images}, best checkpoint by validation I-FGSM-7, reloaded with "
           "`nuat.load_model`; PGD-100 with uniform random start, step eps/10.\n")
     print("| method | run | LR schedule (fractions of the run) | best checkpoint(s) | train seconds | "
           "whole process seconds | effective two-step epochs |")

@@ -1,0 +1,37 @@
+"""scripts/foundation/variants_table.py states what its rows were measured on."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "foundation" / "variants_table.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("variants_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(folder: Path, method: str, test_n: int) -> Path:
+    """The three files nuat train writes that the table reads, with a test evaluation on test_n images."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "method": method, "lr": 0.05, "lr_up": 0.4, "lr_down": 0.5, "eps": 0.1, "model": "small-cnn", "epochs": 8,
+        "batch_size": 128, "seed": 0, "commit": "abc", "machine": "cpu"}))
+    (folder / "summary.json").write_text(json.dumps({
+        "train_seconds": 10.0,
+        "test": {"n": test_n, "best": {"epoch": 7, "clean_acc": 0.8, "pgd100_acc": 0.7}}}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+    return folder
+
+
+def test_the_number_of_test_images_comes_from_the_runs(tmp_path, capsys):
+    table = load_script()
+    table.main([str(fake_run(tmp_path / "a", "nuat", 200))])
+    out = capsys.readouterr().out
+    assert "first 200 test images" in out and "1,000" not in out
+    table.main([str(fake_run(tmp_path / "b", "nuat", 1000)), str(fake_run(tmp_path / "c", "nuat-wa", 500))])
+    out = capsys.readouterr().out
+    assert "first 500 or 1,000 test images (per row: nuat 1,000, nuat-wa 500)" in out
