@@ -1,8 +1,12 @@
 """Attacks under the L-infinity threat model: plain functions ``attack(model, inputs, labels, *, eps, ...)``.
 
-Inputs are (B, C, H, W) images in [0, 1] on any device, labels (B,) int64; eps and step sizes
-are in pixel units of that range; outputs are adversarial images of the same shape inside the
-eps-ball and the [0, 1] box (inputs outside [0, 1] are not refused; the projection clamps).
+Inputs are (B, C, H, W) floating-point images in [0, 1] on any device, labels (B,) class indices
+of any integer dtype (int32, uint8: widened to int64); eps (a number >= 0) and step sizes are in
+pixel units of that range; outputs are adversarial images of the inputs' shape and dtype inside
+the eps-ball and the [0, 1] box. That inputs lie in [0, 1] is not checked (a host sync per call):
+images in 0..255 come back clamped to [0, 1], far outside their eps-ball, so scale them first.
+The model must take the inputs' dtype (a float32 model refuses float64 inputs; pyautoattack
+feeds float32, so a float64 model fails inside it).
 None of them changes the model's mode: evaluation code puts the model in eval mode (the NuAT
 training attack does so itself); a model left in train mode updates its BatchNorm statistics on
 every attack pass. nuat's own attacks never touch parameter ``.grad`` fields (AutoAttack's FAB
@@ -11,8 +15,10 @@ calls ``backward()``: freeze the parameters, as ``nuat eval`` does, or zero them
 Randomness (the random starts) comes from ``generator``, a ``torch.Generator`` on the inputs'
 device (None: the global one), so a seeded generator makes an attack reproducible; ``square``
 and the AutoAttack functions take a ``seed`` instead and reseed the global generator with it
-(they need the optional package ``pyautoattack``, the ``eval`` extra). ``steps < 1`` and
-unknown loss names raise ``ValueError``.
+(they need the optional package ``pyautoattack``, the ``eval`` extra). ``steps < 1``, unknown
+loss names, non-float inputs, non-integer or mis-shaped labels and a negative, non-finite or
+non-numeric eps (``"8/255"``: :func:`nuat.projections.parse_eps`) raise ``ValueError`` before any
+model pass.
 """
 
 from nuat.attacks.autoattack import autoattack, run_autoattack

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from nuat.attacks.common import check_batch
+
 #: version -> components in the order the package runs them
 VERSIONS: dict[str, tuple[str, ...]] = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
@@ -116,7 +118,8 @@ def run_autoattack(
     """Run AutoAttack on one batch with per-component read-outs.
 
     Args:
-        inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64. The whole batch is one package batch.
+        inputs: (B, C, H, W) in [0, 1]; labels: (B,) class indices (any integer dtype). The whole
+            batch is one package batch.
         eps: L-infinity radius in pixels; version: "standard" or "v1"; seed: the package's seed
             (every component reseeds the global torch generator with it, as the package does).
         check_square: add the package's Square check for this batch to ``flags`` (an evaluation
@@ -124,6 +127,7 @@ def run_autoattack(
     """
     if version not in VERSIONS:
         raise ValueError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
+    labels = check_batch(inputs, labels, eps)
     n = labels.shape[0]
     adversarial = inputs.detach().clone()
     with torch.no_grad():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Callable, Iterator
 
 import torch
@@ -16,6 +18,35 @@ def check_steps(steps: int) -> None:
     step sizes (eps / steps) or silently return the (random) start as an "attack"."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+
+
+def check_batch(inputs: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+    """Check an attack's arguments from their metadata alone (no host sync) and return the labels
+    as int64 (B,); raise ``ValueError`` naming the bad value otherwise.
+
+    Without it, int32 labels fail deep in ``cross_entropy`` (and AutoAttack's index_put), (B, 1)
+    labels broadcast against (B,) predictions, uint8 images fail in ``torch.rand``, a string eps
+    fails in an arithmetic op, and a negative eps silently returns points |eps| away from the
+    inputs (the projection's min and max swap). Integer labels of any width are accepted and
+    widened. That pixels lie in [0, 1] is not checked: it would cost a host sync per call.
+    """
+    if not isinstance(inputs, torch.Tensor) or not inputs.dtype.is_floating_point:
+        what = inputs.dtype if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a floating-point tensor of images in [0, 1], got {what} "
+                         "(uint8 images: x.float() / 255)")
+    if not isinstance(labels, torch.Tensor) or labels.dtype == torch.bool or labels.dtype.is_floating_point \
+            or labels.dtype.is_complex:
+        what = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of class indices (int64 preferred), got {what}")
+    if inputs.dim() < 1 or tuple(labels.shape) != (inputs.shape[0],):
+        raise ValueError(f"labels must have shape (B,) = ({inputs.shape[0] if inputs.dim() else '?'},) for inputs "
+                         f"of shape {tuple(inputs.shape)}, got {tuple(labels.shape)}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise ValueError(f"eps must be a number in pixels of [0, 1] images, got {type(eps).__name__} {eps!r} "
+                         "(a string like '8/255': nuat.projections.parse_eps)")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0 (pixels of [0, 1] images), got {eps!r}")
+    return labels if labels.dtype == torch.int64 else labels.long()
 
 
 @contextlib.contextmanager

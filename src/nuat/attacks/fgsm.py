@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import input_gradient, sign_step
+from nuat.attacks.common import check_batch, input_gradient, sign_step
 from nuat.projections import project_linf
 
 
@@ -14,10 +14,11 @@ def fgsm(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, eps: f
     """Untargeted FGSM on the cross-entropy loss.
 
     Args:
-        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: L-infinity radius in pixel units.
     Returns:
         Adversarial images, (B, C, H, W), in the eps-ball and in [0, 1].
     """
+    labels = check_batch(inputs, labels, eps)
     grad = input_gradient(model, inputs, lambda z: F.cross_entropy(z, labels))
     return project_linf(sign_step(inputs, grad, eps), inputs, eps).detach()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nuat.attacks.common import check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step
 from nuat.projections import bernoulli_start, project_linf
 
 REFERENCES = ("clean", "start")
@@ -50,7 +50,7 @@ def gama_pgd(
     """Untargeted GAMA-PGD under the L-infinity threat model.
 
     Args:
-        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: L-infinity radius in pixels; steps: number of signed-gradient steps.
         step_size: initial step (default 2 * eps), divided by ``drop_factor`` at each step in
             ``drops``.
@@ -67,6 +67,7 @@ def gama_pgd(
     if reference not in REFERENCES:
         raise ValueError(f"unknown GAMA reference {reference!r}; choose one of: {', '.join(REFERENCES)}")
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     initial = 2.0 * eps if step_size is None else step_size
     x_adv = bernoulli_start(inputs, eps, generator)  # +-eps per pixel, clamped to the box
     with torch.no_grad():

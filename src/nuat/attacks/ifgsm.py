@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_steps, input_gradient, sign_step
+from nuat.attacks.common import check_batch, check_steps, input_gradient, sign_step
 from nuat.projections import project_linf
 
 
@@ -26,12 +26,13 @@ def ifgsm(
     """Iterative FGSM on the cross-entropy loss, starting at the clean input.
 
     Args:
-        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: L-infinity radius; steps: number of steps; step_size: defaults to eps / steps.
     Returns:
         The last iterate, (B, C, H, W), inside the eps-ball and [0, 1].
     """
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     step = eps / steps if step_size is None else step_size
     x_adv = inputs.detach()
     for _ in range(steps):

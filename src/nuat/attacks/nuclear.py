@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nuat.attacks.common import check_steps, eval_mode, input_gradient, sign_step
+from nuat.attacks.common import check_batch, check_steps, eval_mode, input_gradient, sign_step
 from nuat.losses import nuat_objective
 from nuat.projections import bernoulli_start, project_linf
 
@@ -60,7 +60,7 @@ def nuclear(
     model(s) in eval mode (reference details) and restores their modes.
 
     Args:
-        inputs: (M, C, H, W) clean images in [0, 1]; labels: (M,) int64.
+        inputs: (M, C, H, W) clean images in [0, 1]; labels: (M,) class indices (any integer dtype).
         eps: L-infinity radius in pixels; step_size defaults to eps (published); alpha (Bernoulli
             noise magnitude) defaults to eps / 2 (published 4/255 at eps 8/255).
         lam: weight of the nuclear term in step 1 (0 gives R-FGSM-style CE steps; NuAT's training
@@ -78,6 +78,7 @@ def nuclear(
         ValueError: ``steps < 1``.
     """
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     alpha = eps / 2 if alpha is None else alpha
     step_size = eps if step_size is None else step_size
     first = model if first_step_model is None else first_step_model

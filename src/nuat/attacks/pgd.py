@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step
 from nuat.losses import margin_loss
 from nuat.projections import project_linf, random_uniform_start
 
@@ -45,7 +45,7 @@ def pgd_trace(
     iterate is a valid adversarial example, so this is the attack's honest strength).
 
     Args:
-        inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: L-infinity radius; steps: total steps; step_size: per-step size (pixels).
         readout: step counts <= steps at which to record per-example robustness.
         loss: "ce" (cross-entropy) or "margin" (``max_{j != y} z_j - z_y``, Carlini & Wagner).
@@ -61,6 +61,7 @@ def pgd_trace(
         ValueError: ``steps < 1``, a readout step outside [0, steps], or an unknown ``loss``.
     """
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     beyond = sorted(int(n) for n in readout if not 0 <= int(n) <= steps)
     if beyond:  # they would be missing from the result, a KeyError far from the cause
         raise ValueError(f"readout steps must lie in [0, steps={steps}], got {beyond}")
@@ -111,7 +112,7 @@ def pgd(
     Runs the model in the mode it is in (call ``model.eval()`` first for an evaluation).
 
     Args:
-        inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: radius in pixels; steps: steps per restart; step_size: defaults to
             ``2.5 * eps / steps`` (Madry et al.); restarts: independent random starts, an example
             keeps the first restart that fools the model; loss: "ce" or "margin".
@@ -124,6 +125,7 @@ def pgd(
         ValueError: ``steps < 1``, ``restarts < 1`` or an unknown ``loss``.
     """
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     size = 2.5 * eps / steps if step_size is None else step_size

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nuat.attacks.autoattack import collect_flags
+from nuat.attacks.common import check_batch
 
 
 def square(
@@ -25,7 +26,7 @@ def square(
     """Untargeted L-infinity Square Attack with ``queries`` model queries per image.
 
     Args:
-        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) images in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: L-infinity radius in pixels; queries: query budget (AutoAttack uses 5000);
             seed: the package's seed (it reseeds the global torch generator).
     Returns:
@@ -34,6 +35,7 @@ def square(
     """
     from pyautoattack import AutoAttack
 
+    labels = check_batch(inputs, labels, eps)
     adversarial = inputs.detach().clone()
     with torch.no_grad():
         idx = (model(inputs).argmax(1) == labels).nonzero().squeeze(1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step
 from nuat.projections import project_linf, random_uniform_start
 
 LOSSES = ("margin", "ce")
@@ -51,7 +51,7 @@ def targeted_pgd(
     random start) on the examples not yet fooled; any misclassification counts as a success.
 
     Args:
-        inputs: (B, C, H, W) in [0, 1]; labels: (B,) int64.
+        inputs: (B, C, H, W) in [0, 1]; labels: (B,) class indices (any integer dtype).
         eps: radius; steps: steps per target; step_size: defaults to ``2.5 * eps / steps``.
         targets: how many of the most likely wrong classes to try (capped at K - 1).
         loss: "margin" (``z_t - z_y``) or "ce" (minimise the target's cross-entropy).
@@ -64,6 +64,7 @@ def targeted_pgd(
         ValueError: ``steps < 1``, ``targets < 1`` or an unknown ``loss``.
     """
     check_steps(steps)
+    labels = check_batch(inputs, labels, eps)
     if targets is not None and targets < 1:  # no target run: the clean images would pass as an attack
         raise ValueError(f"targets must be >= 1 or None (all wrong classes), got {targets}")
     size = 2.5 * eps / steps if step_size is None else step_size
