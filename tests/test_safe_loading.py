@@ -134,3 +134,19 @@ def test_pt_with_non_tensor_values_is_refused_and_load_model_returns_eval_mode(t
     path = tmp_path / "m.safetensors"
     save_model(path, model, dataset="mnist")
     assert not nuat.load_model(path).training
+
+
+def test_plain_state_dicts_say_how_to_load_them_from_python_and_where_a_nested_one_sits(tmp_path):
+    # a library user calling nuat.load_model was told only "give --model" (a CLI option), and a
+    # training script's {"model": state_dict, "epoch": 3} only "expected a dict of tensors"
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    plain = tmp_path / "plain.safetensors"
+    save_file(model.state_dict(), str(plain))
+    with pytest.raises(CheckpointError, match=r"load_state_dict\(nuat\.checkpoints\.load_state_dict_file\(path\)\)"):
+        nuat.load_model(plain)
+    model.load_state_dict(load_state_dict_file(plain))  # the way the message names works
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"model": model.state_dict(), "epoch": 3, "ema": model.state_dict()}, wrapped)
+    with pytest.raises(CheckpointError, match=r"under 'model', 'ema': save that entry alone "
+                                              r"\(torch\.save\(checkpoint\['model'\], path\)\)"):
+        load_state_dict_file(wrapped)

@@ -84,8 +84,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             "; a plain state dict (.pt, .pth) needs its architecture and data set (nuat eval: --model and --dataset)"
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc}){hint}") from None
     if raw.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); "
-                              "give --model to load a plain state dict")
+        raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); a plain "
+                              "state dict needs its architecture: nuat eval --model, or in Python build the model "
+                              "and model.load_state_dict(nuat.checkpoints.load_state_dict_file(path))")
     meta: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "format":
@@ -151,7 +152,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"refusing {path}: expected a dict of tensors (a state dict)")
+        # training scripts often save {"model": state_dict, "epoch": ..., "optimizer": ...}: name the
+        # entries that are state dicts rather than guess which one is meant
+        nested = [k for k, v in obj.items() if isinstance(v, dict) and v
+                  and all(isinstance(t, torch.Tensor) for t in v.values())] if isinstance(obj, dict) else []
+        hint = (f"; its state dict(s) sit under {', '.join(repr(k) for k in nested[:4])}: save that entry alone "
+                f"(torch.save(checkpoint[{nested[0]!r}], path))") if nested else ""
+        raise CheckpointError(f"refusing {path}: expected a dict of tensors (a state dict), or one under "
+                              f"'state_dict'{hint}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
