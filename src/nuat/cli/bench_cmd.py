@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
                    help="after timing, profile N more iterations of each method (torch.profiler): device busy "
                         "time and kernels on CUDA, ATen calls, top operators (default 0: off)")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "

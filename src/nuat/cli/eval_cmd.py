@@ -35,7 +35,7 @@ def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, ba
                    help=f"use the first N test images (default: {'all' if n is None else n})")
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default: {batch_size})")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -58,8 +58,8 @@ def add_parser(sub: Any) -> None:
                                      "(default: 9, or all wrong classes of a model with fewer)")
     g.add_argument("--nuclear-lam", type=float, default=4.0, help="lambda of the NuAT attack (default: 4.0)")
     g.add_argument("--gama-reference", choices=("start", "clean"), default="start",
-                   help="GAMA's guide term compares with the softmax at the random start (default, as published) "
-                        "or at the clean image")
+                   help="start (default): GAMA's guide term compares with the softmax at the random start, as "
+                        "published; clean: with the softmax at the clean image")
     p.set_defaults(run=run)
 
 

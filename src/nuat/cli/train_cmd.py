@@ -20,10 +20,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", help="architecture (default: the data set's recipe)")
     p.add_argument("--method", default="nuat", help="training method (default: nuat)")
     p.add_argument("--eps", help="L-inf radius in [0, 1] pixels, e.g. 8/255 or 0.3 (default: recipe)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate of the cyclic-step schedule")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="training epochs (default: recipe)")
+    p.add_argument("--batch-size", type=int, help="images per optimiser step (default: recipe)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the cyclic-step schedule (default: recipe)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and attacks (default: 0)")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
     p.add_argument("--overwrite", action="store_true",
@@ -53,23 +53,24 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--awp-warmup", type=float, help="AWP starts in epoch ceil(F x epochs), counted from 1, "
                    "like the authors' awp_warmup (10 of 200 = 0.05); default 0, trades-awp 0.05")
     g.add_argument("--clean-weight", type=float, help="FGSM-AT weight of the clean cross-entropy (default 0.5)")
-    g.add_argument("--switch-threshold", type=float, help="hybrid (-H) switch threshold on the clean-loss ratio")
+    g.add_argument("--switch-threshold", type=float, help="hybrid (-H) methods: a batch takes the two-step attack "
+                   "when its clean loss is below this times the previous epoch's mean (default 0.6)")
     g.add_argument("--nuclear-group-size", type=int, help="rows per nuclear-norm group (default: whole batch)")
     x = p.add_argument_group("run control")
     x.add_argument("--val-per-class", type=int, default=100,
-                   help="held-out validation images per class (0: no validation split, so no collapse detection, "
-                        "and the best checkpoint is the last epoch)")
+                   help="held-out validation images per class (default: 100; 0: no validation split, so no collapse "
+                        "detection, and the best checkpoint is the last epoch)")
     x.add_argument("--train-limit", type=int, help="train on only the first N images left after the validation split "
                    "(quick runs; the validation split keeps its --val-per-class images)")
-    x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (0: skip)")
-    x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (default: 1000; 0: skip)")
+    x.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
     x.add_argument("--resume", metavar="RUN_DIR|auto",
                    help="continue an interrupted run from its newest good state (auto: the --out folder, if it "
                         "holds an unfinished run; otherwise start fresh, which needs --overwrite where "
                         "--out holds files)")
-    x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (0: epoch ends)")
-    x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn or rollback")
+    x.add_argument("--save-every", type=int, default=0, help="also save the full state every N steps (default 0: at epoch ends only)")
+    x.add_argument("--on-collapse", default="warn", help="on catastrophic overfitting: warn (default) or rollback")
     f = p.add_argument_group("fast path (GPU; default: the faithful float32 step; see docs/speed.md)")
     f.add_argument("--amp", choices=AMP_MODES, help="bf16 autocast of the forward passes (default off)")
     f.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and batches")
@@ -78,7 +79,7 @@ def add_parser(sub: Any) -> None:
                    "plus --nuclear-group-size 64 for the NuAT family unless given")
     f.add_argument("--nuclear-backend", choices=NUCLEAR_BACKENDS, default="auto",
                    help="how the nuclear norm's singular values are computed: same value and gradient, "
-                        "different speed (auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
+                        "different speed (default auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
     p.set_defaults(run=run)
     OPTION_DEFAULTS.update(vars(p.parse_args([])))
 
