@@ -80,6 +80,24 @@ def collect_flags() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
+#: ``nuat eval`` attack families that run through ``pyautoattack`` (``nuat sanity``'s Square does too)
+NEEDS_PYAUTOATTACK = ("aa", "aa-v1")
+
+
+def require_pyautoattack(what: str) -> None:
+    """Raise a one-line :class:`nuat.errors.UsageError` naming ``what`` and the install command when
+    ``pyautoattack`` cannot be imported: it is an optional dependency (the ``eval`` extra), and
+    without this check a default ``nuat eval`` would run its other attacks first and then stop with
+    a traceback at AutoAttack."""
+    from nuat.errors import UsageError
+
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{what} needs the package pyautoattack, which is not installed; "
+                         "install it with: pip install 'nuat[eval]' (or pip install pyautoattack)") from None
+
+
 def build_adversary(model: nn.Module, *, eps: float, version: str, seed: int, device: torch.device):
     """A ``pyautoattack.AutoAttack`` configured as ``version`` ("standard" or "v1")."""
     from pyautoattack import AutoAttack

@@ -129,6 +129,7 @@ def _target_count(text: str | None, targets: list[Any]) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nuat.attacks.autoattack import NEEDS_PYAUTOATTACK, require_pyautoattack
     from nuat.eval.evaluate import EvalOptions, evaluate
     from nuat.eval.registry import Settings, build_jobs, check_loss, parse_attacks, parse_step
     from nuat.eval.report import render_markdown
@@ -142,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
+    for family in dict.fromkeys(r.family for r in requests if r.family in NEEDS_PYAUTOATTACK):
+        require_pyautoattack(f"attack '{family}'")  # before any attack runs or anything is written
     out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
     targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option

@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nuat.attacks.autoattack import require_pyautoattack
     from nuat.cli.eval_cmd import load_targets
     from nuat.data import check_classes
     from nuat.eval.sanity import SanityConfig, render_sanity, run_sanity
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--square-queries", args.square_queries), ("--surface-images", args.surface_images)):
         if value < 1:
             raise UsageError(f"{flag} must be positive, got {value}")
+    require_pyautoattack("the white-box vs black-box check (Square Attack)")
     path = Path(args.target)
     out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
