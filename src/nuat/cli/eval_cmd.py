@@ -8,6 +8,7 @@ started again with the same options resumes and ends with the same numbers).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
     targets_text = None if args.targets is None else args.targets.strip().lower()
     if targets_text not in (None, "all") and (not targets_text.isdecimal() or int(targets_text) < 1):
         raise UsageError(f"--targets {args.targets!r} must be a positive number or 'all'")
-    if not args.nuclear_lam >= 0:  # a negative lambda would reward staying close to f(X): a weaker attack
-        raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be >= 0 (default 4.0)")
+    # a negative lambda would reward staying close to f(X): a weaker attack; an infinite one, a nan loss
+    if not 0 <= args.nuclear_lam < math.inf:
+        raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be a finite number >= 0 "
+                         f"(default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
     for family in dict.fromkeys(r.family for r in requests if r.family in NEEDS_PYAUTOATTACK):
         require_pyautoattack(f"attack '{family}'")  # before any attack runs or anything is written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,9 @@ def resolve_config(args: argparse.Namespace, *, fresh: bool = True):
     if args.switch_threshold is not None:
         if entry.hparams.get("switch_threshold") is None:
             raise UsageError(f"--switch-threshold applies to hybrid methods (-h); {args.method!r} is not one")
-        if not args.switch_threshold > 0:  # 0 or less never switches: the hybrid would silently be plain NuAT
-            raise UsageError(f"--switch-threshold {args.switch_threshold:g} is invalid; it must be positive "
+        # 0 or less never switches and inf always does: the hybrid would silently be plain NuAT or NuAT2
+        if not 0 < args.switch_threshold < math.inf:
+            raise UsageError(f"--switch-threshold {args.switch_threshold:g} is invalid; it must be positive and finite "
                              f"(a batch switches when its clean loss < threshold x the previous epoch's mean)")
         hparams["switch_threshold"] = args.switch_threshold
     if args.nuclear_group_size is not None:

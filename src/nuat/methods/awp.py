@@ -69,8 +69,8 @@ class AWP(Method):
         super().__init__(base=base, gamma=gamma, warmup_fraction=warmup_fraction, **base_hparams)
         if base not in BASES:
             raise ValueError(f"AWP base must be one of {sorted(BASES)}, got {base!r}")
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        if not 0 <= gamma < math.inf:  # nan and inf too: nan trains silently unperturbed, inf diverges
+            raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
         if not 0.0 <= warmup_fraction <= 1.0:
             raise ValueError(f"warmup_fraction must lie in [0, 1], got {warmup_fraction}")
         self.base = BASES[base](**base_hparams)

@@ -11,6 +11,8 @@ computed once, in eval mode, like the attack. Published CIFAR-10 defaults: beta 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,8 +44,8 @@ class TRADES(Method):
         super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
         if steps < 1:
             raise ValueError(f"TRADES needs at least one attack step, got {steps}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not 0 <= beta < math.inf:  # nan and inf too: they make every loss non-finite
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
         self.beta = beta
         self.steps = steps
         self.step_size = step_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,11 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {value!r} is invalid; it must be a positive integer")
         if self.val_per_class < 0:
             raise UsageError(f"--val-per-class {self.val_per_class} is invalid; it must be >= 0")
-        if not (self.lr > 0):
-            raise UsageError(f"--lr {self.lr!r} is invalid; it must be positive")
-        if self.lam_max < 0:
-            raise UsageError(f"--lam-max {self.lam_max!r} is invalid; it must be >= 0")
+        # isfinite too: an infinite LR or weight trains for a whole epoch before the loss turns non-finite
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UsageError(f"--lr {self.lr!r} is invalid; it must be a positive finite number")
+        if not (self.lam_max >= 0 and math.isfinite(self.lam_max)):
+            raise UsageError(f"--lam-max {self.lam_max!r} is invalid; it must be a finite number >= 0")
         for name in ("ramp_fraction", "lr_up", "lr_down"):
             value = getattr(self, name)
             if not (0.0 <= value <= 1.0):
@@ -93,9 +95,10 @@ class TrainConfig:
             raise UsageError(f"--lr-drops {','.join(f'{d:g}' for d in drops)} is invalid; give increasing "
                              "fractions of the run in (0, 1], e.g. 0.71,0.86, or 'none'")
         if self.lam_boost is not None:
-            if len(self.lam_boost) != 2 or not 0.0 <= self.lam_boost[0] <= 1.0 or not self.lam_boost[1] > 0:
+            if len(self.lam_boost) != 2 or not 0.0 <= self.lam_boost[0] <= 1.0 \
+                    or not 0 < self.lam_boost[1] < math.inf:
                 raise UsageError(f"--lam-boost {self.lam_boost!r} is invalid; give FRACTION,FACTOR with the "
-                                 "fraction in [0, 1] and a positive factor, or 'off'")
+                                 "fraction in [0, 1] and a positive finite factor, or 'off'")
         if not isinstance(self.tau_steps, int) or self.tau_steps <= 0:
             raise UsageError(f"tau_steps {self.tau_steps!r} is invalid; it must be a positive integer")
         for name, tau in self.averages.items():
