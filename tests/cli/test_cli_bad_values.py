@@ -45,3 +45,24 @@ def test_eval_refuses_an_infinite_nuclear_lambda(capsys, tmp_path):
     err = refused(["eval", str(tmp_path), "--attacks", "nuclear", "--nuclear-lam", "inf", "--out", str(out)],
                   capsys, out)
     assert "--nuclear-lam inf" in err and "finite" in err, err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sanity", "bench"])
+@pytest.mark.parametrize("value", ["99999999999999999999", str(2**63), str(-2**63 - 1)])
+def test_seeds_outside_64_bits_are_refused(command, value, capsys, real_data_dir, tmp_path):
+    """torch's generators take a signed 64-bit seed: a larger one ran train, sanity and bench up to
+    the first generator and ended with an overflow traceback (sanity and bench after loading the data)."""
+    out = tmp_path / "out"
+    target = [] if command in ("train", "bench") else [str(tmp_path)]
+    extra = TINY if command == "train" else []
+    err = refused([command, *target, *extra, "--seed", value, "--data-dir", str(real_data_dir),
+                   "--out", str(out)], capsys, out)
+    assert f"seed {value} is out of range" in err and str(2**63 - 1) in err, err
+
+
+def test_the_extreme_seeds_run(capsys, real_data_dir, tmp_path):
+    """The ends of the range work (train adds 1 to its seed for the attack generator)."""
+    for value in (2**63 - 1, -2**63):
+        out = tmp_path / f"run{value}"
+        assert main(["train", *TINY, "--train-limit", "10", "--seed", str(value), "--data-dir",
+                     str(real_data_dir), "--out", str(out)]) == 0, capsys.readouterr().err

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out
+from nuat.cli.checks import check_out, seed
 from nuat.errors import UsageError
 
 DEFAULT_METHODS = "erm,nuat,nuat-wa,pgd-at,trades"
@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "
                         "leaves out time other processes held the cores; use with --threads 1). Both are recorded")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and attacks (default: 0)")
     p.add_argument("--out", help="output path without suffix "
                    "(default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
     p.add_argument("--title", help="heading of the Markdown report (default: nuat bench; --render: the saved one)")

@@ -1,16 +1,21 @@
-"""Checks the commands share, run before any expensive work: the ``--out`` path (the ``--device``
-is checked by :func:`nuat.train.device.resolve_device`).
+"""Checks the commands share, run before any expensive work: the ``--out`` path and the ``--seed``
+(the ``--device`` is checked by :func:`nuat.train.device.resolve_device`).
 
-Each raises :class:`~nuat.errors.UsageError` with one line naming the bad value and what is allowed.
+Each raises :class:`~nuat.errors.UsageError` (``--seed``: argparse's error, as its type) with one line
+naming the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
 
 from nuat.errors import UsageError
+
+#: the seeds torch's generators take: a signed 64-bit integer
+SEED_MIN, SEED_MAX = -2**63, 2**63 - 1
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -58,3 +63,15 @@ def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = F
         raise UsageError(f"{flag} {text}: {existing} is a file, not a folder; give a path whose parents are folders")
     _check_writable_folder(existing, flag, text)
     return path
+
+
+def seed(text: str) -> int:
+    """``--seed``'s argparse type: an integer torch's generators take (a signed 64-bit one); a larger
+    seed passed the parser and failed mid-run with an overflow traceback (train, sanity, bench)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}; give an integer") from None
+    if not SEED_MIN <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range; give an integer from {SEED_MIN} to {SEED_MAX}")
+    return value

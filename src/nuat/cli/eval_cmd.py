@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out
+from nuat.cli.checks import check_out, seed
 from nuat.errors import UsageError
 
 
@@ -35,7 +35,7 @@ def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, ba
     p.add_argument("--n", type=int, default=n,
                    help=f"use the first N test images (default: {'all' if n is None else n})")
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default: {batch_size})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the attacks' randomness (default: 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out
+from nuat.cli.checks import check_out, seed
 from nuat.cli.resume import OPTION_DEFAULTS, record_given_options, resumed_config, unfinished
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (default: recipe)")
     p.add_argument("--batch-size", type=int, help="images per optimiser step (default: recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate of the cyclic-step schedule (default: recipe)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and attacks (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and attacks (default: 0)")
     p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
     p.add_argument("--overwrite", action="store_true",
