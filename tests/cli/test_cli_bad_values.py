@@ -66,3 +66,28 @@ def test_the_extreme_seeds_run(capsys, real_data_dir, tmp_path):
         out = tmp_path / f"run{value}"
         assert main(["train", *TINY, "--train-limit", "10", "--seed", str(value), "--data-dir",
                      str(real_data_dir), "--out", str(out)]) == 0, capsys.readouterr().err
+
+
+def test_an_empty_resume_is_refused_not_a_fresh_run(capsys, real_data_dir, tmp_path):
+    """--resume "$UNSET" started a new run as if --resume were not given."""
+    out = tmp_path / "run"
+    err = refused(["train", *TINY, "--resume", "", "--data-dir", str(real_data_dir), "--out", str(out)], capsys, out)
+    assert "--resume is empty" in err, err
+
+
+def test_an_at_without_a_count_is_refused(capsys, tmp_path):
+    """'clean@' ran on all images, as if no @ were written."""
+    out = tmp_path / "ev"
+    err = refused(["eval", str(tmp_path), "--attacks", "clean,pgd-20@", "--out", str(out)], capsys, out)
+    assert "'pgd-20@'" in err and "positive integer" in err, err
+
+
+def test_mean_and_std_without_model_are_refused_not_ignored(capsys, real_data_dir, tmp_path):
+    """On a nuat run directory --mean/--std were silently ignored (any values, even std 0)."""
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--train-limit", "10", "--data-dir", str(real_data_dir), "--out", str(run)]) == 0
+    for command in ("eval", "sanity"):
+        out = tmp_path / command
+        err = refused([command, str(run), "--mean", "0.5", "--std", "0", "--data-dir", str(real_data_dir),
+                       "--out", str(out)], capsys, out)
+        assert "--mean/--std apply to a plain state dict" in err, err

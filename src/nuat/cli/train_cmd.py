@@ -233,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
 
     from nuat.train.loop import TrainingDiverged, TrainingInterrupted, train
 
+    if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a fresh run
+        raise UsageError("--resume is empty; give a run directory or 'auto'")
     if args.resume and args.resume != "auto":
         if args.overwrite:  # --resume auto --overwrite is meaningful (start over where no run is unfinished)
             raise UsageError(f"--resume {args.resume} continues that run and --overwrite would delete it; give one "
