@@ -281,9 +281,9 @@ def parse_attacks(text: str, n: int) -> list[Request]:
     for token in (t.strip().lower() for t in text.split(",")):
         if not token:
             continue
-        name, _, count = token.partition("@")
+        name, at, count = token.partition("@")
         size = n
-        if count:
+        if at:  # "clean@" too: not a silent "all images"
             if not count.isdigit() or int(count) < 1:
                 raise UsageError(f"attack {token!r}: the image count after @ must be a positive integer")
             size = min(n, int(count))

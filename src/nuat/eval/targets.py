@@ -142,6 +142,9 @@ def resolve_targets(
     registered architecture. Raises :class:`UsageError` for anything else.
     """
     path, device = Path(path), torch.device(device)
+    if model is None and (mean is not None or std is not None):  # a nuat checkpoint has its own; not ignored
+        raise UsageError("--mean/--std apply to a plain state dict loaded with --model; a nuat run or "
+                         "checkpoint carries its own normalisation")
     if path.is_dir():
         if model is not None:
             raise UsageError("--model is for a plain state-dict file, not a run directory")
