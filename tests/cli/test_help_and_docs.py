@@ -37,7 +37,7 @@ def test_every_fixed_default_is_stated_in_the_help(command):
     in its help, and says that value: a help that states another default would mislead."""
     missing = []
     for action in _options(_subparsers()[command]):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS or isinstance(action.default, list):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS or isinstance(action.default, list):
             continue
         text = action.help or ""
         stated = re.findall(r"default:?\s*([^\s;)]+)", text) + re.findall(r"([^\s(;,]+) \(default[,)]", text)
