@@ -35,7 +35,8 @@ def test_variants():
     assert [x.name for x in parse_variants("fp32,fast")] == ["fp32", "fast"]
     ns = parse_variant("fast+nuclear-newton-schulz")
     assert (ns.compile, ns.group_size, ns.nuclear_backend) == (True, 64, "newton-schulz")
-    for bad in ("fp16", "fp32,fp32", "bf16+", "group0", "nuclear-qr"):
+    assert parse_variant("fp32+nuclear-newton-schulz").amp == "off"  # fp32 combines with non-amp parts
+    for bad in ("fp16", "fp32,fp32", "bf16+", "group0", "nuclear-qr", "bf16+bf16", "fp32+bf16", "fast+fp32"):
         with pytest.raises(UsageError):
             parse_variants(bad)
 
@@ -55,6 +56,11 @@ def test_bench_config_errors():
         BenchConfig(methods=["erm", "erm"]).validate()
     with pytest.raises(UsageError, match="--steps"):
         BenchConfig(methods=["erm"], steps=0).validate()
+    # a model or eps given is checked before any work, naming the option, not replaced by the recipe's
+    with pytest.raises(UsageError, match="unknown model ''"):
+        BenchConfig(methods=["erm"], model="").validate()
+    with pytest.raises(UsageError, match="--eps '2' is out of range"):
+        BenchConfig(methods=["erm"], eps="2").validate()
 
 
 def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsys, monkeypatch):

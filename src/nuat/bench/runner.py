@@ -38,6 +38,7 @@ from nuat.data import BatchLoader, get_dataset_spec
 from nuat.errors import UsageError
 from nuat.methods import get_method
 from nuat.models import build_model
+from nuat.models.registry import check_model_name
 from nuat.projections import parse_eps
 from nuat.train import fastpath
 from nuat.train.config import TrainConfig
@@ -99,6 +100,10 @@ class BenchConfig:
         if not self.variants:
             raise UsageError("--variants is empty")
         get_dataset_spec(self.dataset)
+        if self.model is not None:  # an empty or unknown name is refused, not replaced by the recipe's
+            check_model_name(self.model)
+        if self.eps is not None:
+            parse_eps(self.eps, "--eps")
         if self.clock not in CLOCKS:
             raise UsageError(f"--clock {self.clock!r} is invalid; choose one of: {', '.join(CLOCKS)}")
         device = resolve_device(self.device)  # an unknown or unavailable --device fails here, before any work

@@ -35,6 +35,11 @@ def parse_variant(text: str) -> Variant:
     parts = [p.strip() for p in name.split("+")]
     if not name or any(not p for p in parts):
         raise UsageError(f"empty variant in {text!r}; variants are names joined by '+': {', '.join(PARTS)}")
+    if len(set(parts)) != len(parts):
+        raise UsageError(f"variant {name!r} names a part twice; give each once")
+    if "fp32" in parts and ({"bf16", "fast"} & set(parts)):
+        # fp32 says "no autocast": with bf16 the name would contradict what is timed
+        raise UsageError(f"variant {name!r}: fp32 (no autocast) contradicts bf16/fast; drop one of them")
     for part in parts:
         match = re.fullmatch(r"group-?(\d+)", part)
         if part == "fp32":
