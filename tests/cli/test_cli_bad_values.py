@@ -91,3 +91,11 @@ def test_mean_and_std_without_model_are_refused_not_ignored(capsys, real_data_di
         err = refused([command, str(run), "--mean", "0.5", "--std", "0", "--data-dir", str(real_data_dir),
                        "--out", str(out)], capsys, out)
         assert "--mean/--std apply to a plain state dict" in err, err
+
+
+def test_targets_without_a_targeted_attack_is_refused(capsys, tmp_path):
+    """--targets with no targeted-pgd in --attacks was accepted and silently ignored."""
+    out = tmp_path / "ev"
+    err = refused(["eval", str(tmp_path), "--attacks", "clean,pgd-20", "--targets", "3", "--out", str(out)],
+                  capsys, out)
+    assert "--targets applies to targeted-pgd" in err, err
