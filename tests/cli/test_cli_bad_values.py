@@ -99,3 +99,21 @@ def test_targets_without_a_targeted_attack_is_refused(capsys, tmp_path):
     err = refused(["eval", str(tmp_path), "--attacks", "clean,pgd-20", "--targets", "3", "--out", str(out)],
                   capsys, out)
     assert "--targets applies to targeted-pgd" in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "{tmp}", "--attacks", "clean,,fgsm"], ["eval", "{tmp}", "--attacks", "clean,fgsm,"],
+    ["bench", "--methods", "erm,,nuat"], ["bench", "--methods", "erm,"],
+])
+def test_an_empty_list_entry_is_refused(argv, capsys, tmp_path):
+    """Empty entries were dropped without a word; a lost name (a variable left unset) went unnoticed."""
+    out = tmp_path / "out"
+    err = refused([a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--out", str(out)], capsys, out)
+    assert "has an empty entry" in err, err
+
+
+def test_no_command_prints_the_help_to_stderr(capsys):
+    """A usage error like argparse's own: exit code 2, the help on stderr, nothing on stdout."""
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: nuat" in captured.err

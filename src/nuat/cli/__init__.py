@@ -67,8 +67,8 @@ def _show_run_warnings_plainly(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:  # a usage error: the help goes to stderr, like argparse's own errors
+        parser.print_help(sys.stderr)
         return 2
     try:
         with warnings.catch_warnings():

@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.render:
         return render(args.render, args.title, args.note)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",")]
+    if not all(methods):  # "erm,,nuat" or a trailing comma: a name was probably lost, so say so
+        raise UsageError(f"--methods {args.methods!r} has an empty entry; give names separated by single commas, "
+                         "e.g. erm,nuat")
     cfg = BenchConfig(methods=methods, dataset=args.dataset, model=args.model, batch_size=args.batch_size,
                       eps=args.eps, steps=args.steps, trials=args.trials, warmup=args.warmup,
                       variants=parse_variants(args.variants), data_dir=args.data_dir, device=args.device,

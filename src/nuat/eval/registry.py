@@ -279,8 +279,9 @@ def parse_attacks(text: str, n: int) -> list[Request]:
     """
     requests: list[Request] = []
     for token in (t.strip().lower() for t in text.split(",")):
-        if not token:
-            continue
+        if not token:  # "clean,,fgsm" or a trailing comma: a name was probably lost, so say so
+            raise UsageError(f"--attacks {text!r} has an empty entry; give names separated by single commas, "
+                             "e.g. clean,pgd-20")
         name, at, count = token.partition("@")
         size = n
         if at:  # "clean@" too: not a silent "all images"
