@@ -97,3 +97,29 @@ def test_gradient_loses_counts_where_the_best_random_direction_beats_the_gradien
     assert s.zero_gradient == 0.0 and 0.75 <= s.gradient_loses < 1.0
     model, xl, yl, _ = _linear(classes=2, n=16)  # binary linear: sign(gradient) is the best corner
     assert smoothness(model, xl, yl, eps=EPS, generator=torch.Generator().manual_seed(0)).gradient_loses == 0.0
+
+
+class _JitterMarked(nn.Module):
+    """``_Jitter`` only for images whose first pixel is above 0.75 (a marker): a jagged minority."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+
+    def forward(self, x):
+        marked = (x.flatten(1)[:, :1] > 0.75).to(x.dtype).view(-1, 1, 1, 1)
+        return self.base(x + marked * 0.02 * torch.sin(2000.0 * x))
+
+
+def test_the_variation_is_the_median_over_examples():
+    """Two jagged images of six (4 of 12 curves) leave the median at the smooth curves' value, while
+    their own curves vary several times their range: a mean or a maximum would flag the model."""
+    from nuat.eval.surface import _variation
+
+    model, x, y, _ = _linear()
+    x[:2, 0, 0, 0] = 0.95  # the marker: stays above 0.75 within eps = 0.05
+    s = smoothness(_JitterMarked(model), x, y, eps=EPS, generator=torch.Generator().manual_seed(0))
+    per_curve = torch.cat([_variation(s.along_gradient), _variation(s.along_random)])
+    jagged = torch.cat([per_curve[:2], per_curve[6:8]])
+    assert jagged.min() > 3.0 and per_curve.mean() > 2.0  # the minority is jagged enough to move a mean
+    assert 1.0 <= s.variation <= 2.0
