@@ -1,4 +1,4 @@
-"""Small models and batches shared by the attack and method tests."""
+"""Small models and batches shared by the attack and method tests, and a command-line runner."""
 
 import torch
 from torch import nn
@@ -30,3 +30,17 @@ class Linear(nn.Module):
 
     def forward(self, x):
         return x.flatten(1) @ self.w.T + self.b
+
+
+def run_main(capsys, argv):
+    """Run ``nuat.cli.main(argv)`` in-process: (exit code, stdout, stderr); argparse's own errors
+    (SystemExit) give their code too."""
+    from nuat.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -4,6 +4,7 @@ entries, options that would be ignored): each is one stderr line naming it, exit
 import pytest
 
 from nuat.cli import main
+from nuat_testing import run_main
 
 #: a tiny run, should a bad value be let through
 TINY = ["--dataset", "mnist", "--model", "small-cnn", "--epochs", "1", "--train-limit", "50", "--val-per-class", "2",
@@ -12,12 +13,7 @@ TINY = ["--dataset", "mnist", "--model", "small-cnn", "--epochs", "1", "--train-
 
 def refused(argv, capsys, out=None):
     """Run ``argv``; assert exit code 2, one stderr line, no traceback and ``out`` not created; the line."""
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse-level errors
-        code = exc.code
-    err = capsys.readouterr().err
+    code, _, err = run_main(capsys, argv)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (argv, code, err)
     if out is not None:
         assert not out.exists(), sorted(p.name for p in out.rglob("*"))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nuat.checkpoints import save_model
-from nuat.cli import main
 from nuat.models import build_model
+from nuat_testing import run_main
 
 
 @pytest.fixture
@@ -19,16 +19,6 @@ def checkpoint(tmp_path) -> Path:
     model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
     save_model(path, model, dataset="mnist", eps=0.3, classes=[str(i) for i in range(10)])
     return path
-
-
-def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_line(err: str) -> None:
@@ -56,7 +46,7 @@ def test_out_below_a_file_is_refused_before_any_work(tmp_path, checkpoint, real_
     blocker.write_text("x")
     before = _listing(tmp_path)
     for name, argv in _commands(str(real_data_dir), checkpoint).items():
-        code, out, err = _run(capsys, argv + ["--out", str(blocker / "r")])
+        code, out, err = run_main(capsys, argv + ["--out", str(blocker / "r")])
         assert code == 2, (name, err)
         _one_line(err)
         assert f"nuat {name}: error: --out {blocker / 'r'}" in err and "blocker.txt is a file" in err, err
@@ -68,11 +58,11 @@ def test_out_that_is_a_file_or_a_folder_of_the_wrong_kind(tmp_path, checkpoint, 
     commands = _commands(str(real_data_dir), checkpoint)
     before = _listing(tmp_path)
     for name in ("train", "eval", "sanity"):  # an output folder that exists as a file
-        code, _, err = _run(capsys, commands[name] + ["--out", str(checkpoint)])
+        code, _, err = run_main(capsys, commands[name] + ["--out", str(checkpoint)])
         assert code == 2, (name, err)
         _one_line(err)
         assert "exists and is not a folder" in err, err
-    code, _, err = _run(capsys, commands["bench"] + ["--out", str(tmp_path)])  # bench's --out is a file prefix
+    code, _, err = run_main(capsys, commands["bench"] + ["--out", str(tmp_path)])  # bench's --out is a file prefix
     assert code == 2 and "is a folder; give a path without suffix" in err, err
     assert _listing(tmp_path) == before
 
@@ -80,7 +70,7 @@ def test_out_that_is_a_file_or_a_folder_of_the_wrong_kind(tmp_path, checkpoint, 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc, a folder nobody can write in")
 def test_out_in_a_folder_that_cannot_be_written(tmp_path, checkpoint, real_data_dir, capsys):
     for name, argv in _commands(str(real_data_dir), checkpoint).items():
-        code, out, err = _run(capsys, argv + ["--out", "/proc/nuat-out-check/run"])
+        code, out, err = run_main(capsys, argv + ["--out", "/proc/nuat-out-check/run"])
         assert code == 2, (name, err)
         _one_line(err)
         assert "cannot write in /proc" in err and "bench: building" not in out, err
@@ -94,7 +84,7 @@ def test_default_out_of_a_checkpoint_in_a_read_only_place(tmp_path, checkpoint, 
         raise checks.UsageError(f"{flag} {value}: cannot write in {folder} (Read-only file system)")
 
     monkeypatch.setattr(checks, "_check_writable_folder", refuse)
-    code, _, err = _run(capsys, _commands(str(real_data_dir), checkpoint)["eval"])
+    code, _, err = run_main(capsys, _commands(str(real_data_dir), checkpoint)["eval"])
     assert code == 2 and "the default --out" in err and "eval-ck" in err, err
     _one_line(err)
 
@@ -104,7 +94,7 @@ def test_bad_or_missing_device_is_one_line(tmp_path, checkpoint, real_data_dir, 
     for name, argv in _commands(str(real_data_dir), checkpoint).items():
         for device in ("bogus", missing):
             out_dir = tmp_path / f"{name}-{device.replace(':', '')}"
-            code, out, err = _run(capsys, argv + ["--device", device, "--out", str(out_dir / "r")])
+            code, out, err = run_main(capsys, argv + ["--device", device, "--out", str(out_dir / "r")])
             assert code == 2, (name, device, err)
             _one_line(err)
             assert f"--device {device!r}" in err and "auto, cpu" in err, err
@@ -118,7 +108,7 @@ def test_an_os_error_late_in_a_command_is_one_line(monkeypatch, capsys):
         open("/nonexistent-folder-for-nuat/x.json", "w")
 
     monkeypatch.setattr(bench_cmd, "run", late_failure)
-    code, _, err = _run(capsys, ["bench"])
+    code, _, err = run_main(capsys, ["bench"])
     assert code == 2
     _one_line(err)
     assert err.startswith("nuat bench: error: No such file or directory: /nonexistent-folder-for-nuat/x.json"), err
@@ -134,7 +124,7 @@ def test_a_full_disk_is_not_reported_as_bad_input(monkeypatch, capsys):
 
     monkeypatch.setattr(bench_cmd, "run", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        _run(capsys, ["bench"])
+        run_main(capsys, ["bench"])
 
 
 # --- mutation-testing additions: an empty --out, late path errors of every kind
@@ -146,7 +136,7 @@ def test_an_empty_out_is_refused_not_replaced_by_the_default(tmp_path, checkpoin
     work.mkdir()
     monkeypatch.chdir(work)
     for name, argv in _commands(str(real_data_dir), checkpoint).items():
-        code, _, err = _run(capsys, argv + ["--out", ""])
+        code, _, err = run_main(capsys, argv + ["--out", ""])
         assert code == 2 and f"nuat {name}: error: --out is empty" in err, (name, err)
         _one_line(err)
     assert _listing(work) == [] and _listing(checkpoint.parent) == ["ck.safetensors", "cwd"]
@@ -160,6 +150,6 @@ def test_late_path_errors_of_each_kind_are_one_line(tmp_path, monkeypatch, capsy
     target = {"below a file": tmp_path / "file.txt" / "x.json", "a folder opened as a file": tmp_path,
               "missing folder": tmp_path / "missing" / "x.json"}[late]
     monkeypatch.setattr(bench_cmd, "run", lambda args: open(target, "w"))
-    code, _, err = _run(capsys, ["bench"])
+    code, _, err = run_main(capsys, ["bench"])
     assert code == 2 and str(target) in err, err
     _one_line(err)

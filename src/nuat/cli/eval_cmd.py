@@ -146,14 +146,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be a finite number >= 0 "
                          f"(default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
-    if args.targets is not None and not any(r.family == "targeted-pgd" for r in requests):
+    targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option
+    if args.targets is not None and not targeted:
         # like the other method-specific options: not silently ignored
         raise UsageError(f"--targets applies to targeted-pgd attacks; --attacks {args.attacks!r} has none")
     for family in dict.fromkeys(r.family for r in requests if r.family in NEEDS_PYAUTOATTACK):
         require_pyautoattack(f"attack '{family}'")  # before any attack runs or anything is written
     out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
-    targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option
     target_count = _target_count(targets_text, targets) if targeted else DEFAULT_TARGETS
     if out is None:  # once the target is known to exist: its folder holds the default
         out = check_out(_default_out(args.target), "the default --out")
