@@ -44,3 +44,13 @@ def run_main(capsys, argv):
         code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def mnist_checkpoint(path, num_classes=10):
+    """An untrained small-cnn for 28 x 28 grey images saved as a nuat checkpoint (MNIST, eps 0.3) at ``path``."""
+    from nuat.checkpoints import save_model
+    from nuat.models import build_model
+
+    save_model(path, build_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=28),
+               dataset="mnist", eps=0.3)
+    return path

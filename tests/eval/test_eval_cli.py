@@ -236,11 +236,10 @@ def test_attack_family_without_its_step_count_names_the_spelling():
 
 def test_negative_nuclear_lambda_is_a_usage_error(tmp_path, real_data_dir, capsys):
     """A negative --nuclear-lam weakens the NuAT attack (and would inflate its robust accuracy)."""
-    from nuat.checkpoints import save_model
-    from nuat.models import build_model
+    from nuat_testing import mnist_checkpoint
 
     ckpt = tmp_path / "ck.safetensors"
-    save_model(ckpt, build_model("small-cnn", num_classes=10, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    mnist_checkpoint(ckpt)
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--nuclear-lam", "-1", attacks="nuclear"),
                            capsys)
     assert code == 2 and "--nuclear-lam -1" in err and ">= 0" in err and len(err.splitlines()) == 1, err
@@ -354,11 +353,10 @@ def test_batch_correct_checks_the_threat_model_and_scores_in_eval_mode():
 
 def test_more_targets_than_wrong_classes_is_a_usage_error(tmp_path, real_data_dir, capsys):
     """A 10-class model has 9 wrong classes: '--targets 20' would be reported as top-20 but attack 9."""
-    from nuat.checkpoints import save_model
-    from nuat.models import build_model
+    from nuat_testing import mnist_checkpoint
 
     ckpt = tmp_path / "ck.safetensors"
-    save_model(ckpt, build_model("small-cnn", num_classes=10, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    mnist_checkpoint(ckpt)
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--targets", "10",
                                      attacks="targeted-pgd-2"), capsys)
     assert code == 2 and "--targets 10" in err and "at most 9" in err and len(err.splitlines()) == 1, err
@@ -370,11 +368,10 @@ def test_more_targets_than_wrong_classes_is_a_usage_error(tmp_path, real_data_di
 
 def test_the_targets_count_is_checked_only_for_a_targeted_attack(tmp_path, real_data_dir, capsys):
     """A 5-class model: the default --targets (9) is no error, with or without targeted-pgd in --attacks."""
-    from nuat.checkpoints import save_model
-    from nuat.models import build_model
+    from nuat_testing import mnist_checkpoint
 
     ckpt = tmp_path / "five.safetensors"
-    save_model(ckpt, build_model("small-cnn", num_classes=5, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    mnist_checkpoint(ckpt, num_classes=5)
     code, _, err = run_cli(eval_args(ckpt, tmp_path / "o", real_data_dir, "--n", "8", attacks="clean,fgsm"), capsys)
     assert code == 0, err
     # with targeted-pgd, the default 9 becomes all 4 wrong classes; a 9 typed out is refused

@@ -36,11 +36,10 @@ def test_sanity_cli_passes_an_honest_model(undefended_checkpoint, tmp_path, real
 
 def test_sanity_names_the_bad_budget(tmp_path, real_data_dir, capsys):
     """--square-queries / --surface-images below 1: one line naming that option and its value."""
-    from nuat.checkpoints import save_model
-    from nuat.models import build_model
+    from nuat_testing import mnist_checkpoint
 
     ckpt = tmp_path / "ck.safetensors"
-    save_model(ckpt, build_model("small-cnn", num_classes=10, in_channels=1, image_size=28), dataset="mnist", eps=0.3)
+    mnist_checkpoint(ckpt)
     for flag, other in (("--square-queries", "--surface-images"), ("--surface-images", "--square-queries")):
         capsys.readouterr()
         code = main(["sanity", str(ckpt), "--data-dir", str(real_data_dir), flag, "0", "--out", str(tmp_path / "o")])
