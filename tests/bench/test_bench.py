@@ -90,6 +90,8 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert result["report"] == {"title": "nuat bench", "notes": ["test run"]}
     assert "| method |" in capsys.readouterr().out
     assert "## Targets (CPU)" in md and "<= 3.3" in md
+    assert rows["nuat"]["minor_faults_per_iteration"] >= 0 and rows["nuat"]["system_seconds_per_iteration"] >= 0
+    assert "minor page faults erm " in md and ", nuat " in md
     # --render rebuilds the report from the JSON alone; a CUDA result is held to the GPU targets
     result["environment"]["device"] = "cuda:0"
     gpu_json = tmp_path / "gpu.json"
@@ -236,6 +238,26 @@ def test_cpu_training_step_does_not_fault_in_fresh_pages(real_data_dir):
     assert faults < 200, f"{faults:.0f} minor page faults per iteration"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux")
+def test_host_counters_see_fresh_pages_being_touched():
+    """nuat bench's page-fault count grows by one fault per 4 KiB page of freshly mapped memory
+    that is written (a 16 MiB anonymous map: 4,096 pages)."""
+    import mmap
+
+    from nuat.bench.timing import host_counters
+
+    region = mmap.mmap(-1, 16 << 20)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # transparent huge pages would serve it in 2 MiB faults
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+    before = host_counters()
+    for offset in range(0, 16 << 20, 4096):
+        region[offset] = 1
+    after = host_counters()
+    region.close()
+    assert after[0] - before[0] >= 4096
+    assert after[1] >= before[1]
+
+
 def test_compiled_step_model_keeps_static_shapes_after_a_smaller_last_batch():
     from nuat.train.fastpath import step_model
     graphs, calls = [], []
@@ -355,15 +377,15 @@ def test_result_takes_ratios_per_trial_and_images_per_wall_second():
     variant = parse_variant("fp32")
     cfg = BenchConfig(methods=["erm", "nuat"], steps=2, trials=3, warmup=0, clock="cpu")
 
-    def timed(method, cpu, wall, passes):
+    def timed(method, cpu, wall, passes, faults=None, system=None):
         run = SimpleNamespace(cfg=SimpleNamespace(batch_size=32, dataset="mnist", model="small-cnn", eps=0.3))
         progress = EpochProgress(sums={"n": torch.tensor(64.0)}, passes=[64 * p for p in passes])
         return SimpleNamespace(method=method, variant=variant, run=run, progress=progress, seconds=list(cpu),
                                clocks={"wall": list(wall), "cpu": list(cpu)}, peak=None, host_syncs=None,
-                               profile=None)
+                               profile=None, minor_faults=faults, system_seconds=system)
 
     erm = timed("erm", [1.0, 2.0, 4.0], [1.0, 1.0, 1.0], [1, 0, 1])
-    nuat = timed("nuat", [3.0, 2.0, 12.0], [0.5, 0.25, 1.0], [3, 1, 2])
+    nuat = timed("nuat", [3.0, 2.0, 12.0], [0.5, 0.25, 1.0], [3, 1, 2], faults=30, system=0.06)
     seconds = {"forward": [1.0, 2.0, 1.0], "forward_input_backward": [2.5, 5.0, 2.0],
                "forward_full_backward": [3.0, 6.0, 3.0], "optimizer_step": [0.5, 0.5, 0.5]}
     probe = SimpleNamespace(seconds=seconds, clocks={"wall": seconds, "cpu": seconds})
@@ -382,6 +404,10 @@ def test_result_takes_ratios_per_trial_and_images_per_wall_second():
     assert n["measured_over_floor"]["median"] == pytest.approx(1 / 3)  # 3/9, 2/17.5, 12/8.5
     assert rows["erm"]["relative_to_erm"]["median"] == 1.0
     assert n["iterations_timed"] == 6
+    # page faults and system time over all timed iterations, per iteration; none where not counted
+    assert n["minor_faults_per_iteration"] == pytest.approx(5.0)
+    assert n["system_seconds_per_iteration"] == pytest.approx(0.01)
+    assert "minor_faults_per_iteration" not in rows["erm"]
 
 
 def test_summary_of_an_even_count_interpolates():

@@ -113,3 +113,12 @@ def test_no_command_prints_the_help_to_stderr(capsys):
     assert main([]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "usage: nuat" in captured.err
+
+
+@pytest.mark.parametrize("command", ["eval", "sanity"])
+def test_mean_that_is_not_a_number_list_is_refused(command, capsys, tmp_path):
+    """--mean/--std for a plain state dict: a non-number is named with what to give."""
+    out = tmp_path / command
+    err = refused([command, str(tmp_path / "w.safetensors"), "--model", "small-cnn", "--mean", "0.5,a",
+                   "--out", str(out)], capsys, out)
+    assert "--mean '0.5,a' is invalid; give comma-separated numbers" in err, err

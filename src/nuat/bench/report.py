@@ -109,6 +109,7 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     if syncs:
         lines += ["", "Host synchronisations per iteration (CUDA sync debug mode): " + ", ".join(
             f"{m['method']}/{m['variant']} {m['host_syncs_per_iteration']:.2f}" for m in syncs)]
+    lines += _host_counters(result, multi)
     if any(not m["loss_finite"] for m in result["methods"]):
         lines += ["", "**Warning:** a non-finite training loss occurred in: " + ", ".join(
             f"{m['method']}/{m['variant']}" for m in result["methods"] if not m["loss_finite"])]
@@ -126,6 +127,21 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
 
         lines += [""] + loader.markdown_section(result["loader"], result["methods"])
     return "\n".join(lines) + "\n"
+
+
+def _host_counters(result: dict[str, Any], multi: bool) -> list[str]:
+    """The page-fault / system-time line (reports from before these were recorded have none)."""
+    counted = [m for m in result["methods"] if "minor_faults_per_iteration" in m]
+    if not counted:
+        return []
+    names = [m["method"] + (f"/{m['variant']}" if multi else "") for m in counted]
+    kept = result["environment"].get("cpu_memory_kept")
+    kept_text = "" if kept is None else (
+        f" glibc keeps freed memory mapped: {'yes' if kept else 'no'} (`nuat train` sets it on the CPU; "
+        "`NUAT_KEEP_FREED_MEMORY=0` leaves malloc alone).")
+    return ["", "Host, per timed iteration (getrusage of the bench process): minor page faults " + ", ".join(
+        f"{n} {m['minor_faults_per_iteration']:.0f}" for n, m in zip(names, counted)) + "; system CPU time " + ", ".join(
+        f"{n} {_ms(m['system_seconds_per_iteration'])} ms" for n, m in zip(names, counted)) + "." + kept_text]
 
 
 #: targets of the speed issue (docs/speed.md), per device kind. CPU (small-cnn, batch 128): NuAT

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
 from nuat.bench.profile import profile_floor, profile_iterations
-from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, load_average, pass_floor, summarize,
-                               synchronize, time_block)
+from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, host_counters, load_average, pass_floor,
+                               summarize, synchronize, time_block)
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
 from nuat.errors import UsageError
@@ -125,6 +125,9 @@ class _Timed:
     seconds: list[float] = field(default_factory=list)  # per trial, the configured clock
     clocks: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CLOCKS})
     peak: dict[str, int] | None = None
+    # over all timed iterations (getrusage around each timed block; None where unsupported)
+    minor_faults: int | None = 0
+    system_seconds: float | None = 0.0
     host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
     profile: dict[str, Any] | None = None  # --profile: nuat.bench.profile.profile_iterations
 
@@ -283,7 +286,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
                 if isinstance(unit, _PassProbe):
                     unit.measure(cfg.steps)
                     continue
+                before = host_counters()
                 pair = dict(zip(CLOCKS, time_block(lambda u=unit: _iterate(u, 1), cfg.steps, device)))
+                _count_host(unit, before, host_counters())
                 unit.seconds.append(pair[cfg.clock])
                 for clock, value in pair.items():
                     unit.clocks[clock].append(value)
@@ -301,6 +306,15 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
         pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
         synchronize(device)
     return _result(cfg, device, timed, probes, started, load_before, memory.kind, pass_profiles)
+
+
+def _count_host(t: _Timed, before: tuple[int, float] | None, after: tuple[int, float] | None) -> None:
+    """Add one timed block's page faults and system time to ``t`` (read outside the clock's block)."""
+    if before is None or after is None or t.minor_faults is None or t.system_seconds is None:
+        t.minor_faults = t.system_seconds = None
+        return
+    t.minor_faults += after[0] - before[0]
+    t.system_seconds += after[1] - before[1]
 
 
 def _per_round(a: list[float], b: list[float], fn: Callable[[float, float], float]) -> list[float]:
@@ -363,6 +377,10 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
         base = by_key.get((t.method, "fp32"))
         if base is not None and base is not t:
             entry["speedup_over_fp32"] = summarize(_per_round(base.seconds, t.seconds, lambda a, b: a / b)).to_dict()
+        if t.minor_faults is not None and t.system_seconds is not None:
+            iterations = max(cfg.steps * len(t.seconds), 1)
+            entry["minor_faults_per_iteration"] = t.minor_faults / iterations
+            entry["system_seconds_per_iteration"] = t.system_seconds / iterations
         if t.host_syncs is not None:
             entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
         if t.profile is not None:
@@ -385,6 +403,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "torch": torch.__version__, "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
             "commit": git_commit(), "load_average_before": load_before, "load_average_after": load_average(),
             "memory_kind": memory_kind,
+            # glibc keeps freed memory mapped (nuat.train.fastpath; NUAT_KEEP_FREED_MEMORY=0: off)
+            "cpu_memory_kept": fastpath.keep_freed_cpu_memory() if device.type == "cpu" else None,
         },
         "passes": passes_out,
         "methods": methods_out,

@@ -1,11 +1,13 @@
 """Timing primitives for ``nuat bench``: a host-side clock read only at trial boundaries, device
-synchronisation there (CUDA), robust summaries (median and spread) and peak-memory probes."""
+synchronisation there (CUDA), robust summaries (median and spread), peak-memory probes and the
+process's page faults and system time (getrusage)."""
 
 from __future__ import annotations
 
 import math
 import os
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -160,6 +162,18 @@ def _proc_status(key: str) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def host_counters() -> tuple[int, float] | None:
+    """(minor page faults, system CPU seconds) of this process so far, from ``getrusage``; None
+    where the OS has no ``resource`` module (Windows). A step that maps fresh pages for its
+    activations every iteration shows up in both (docs/speed.md, "No fresh pages every step")."""
+    if sys.platform.startswith("win"):
+        return None
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt, usage.ru_stime
 
 
 def load_average() -> list[float] | None:

@@ -1,5 +1,5 @@
-"""Checks the commands share, run before any expensive work: the ``--out`` path and the ``--seed``
-(the ``--device`` is checked by :func:`nuat.train.device.resolve_device`).
+"""Checks the commands share, run before any expensive work: the ``--out`` path, the ``--seed`` and
+comma-separated number lists (the ``--device`` is checked by :func:`nuat.train.device.resolve_device`).
 
 Each raises :class:`~nuat.errors.UsageError` (``--seed``: argparse's error, as its type) with one line
 naming the bad value and what is allowed.
@@ -75,3 +75,12 @@ def seed(text: str) -> int:
     if not SEED_MIN <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"seed {text} is out of range; give an integer from {SEED_MIN} to {SEED_MAX}")
     return value
+
+
+def float_list(text: str, flag: str, expected: str) -> list[float]:
+    """``"0.71,0.86"`` -> [0.71, 0.86]; one UsageError line naming ``flag`` and ``expected`` otherwise
+    (the range of each value is the caller's to check)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is invalid; {expected}") from None

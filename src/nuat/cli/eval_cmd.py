@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out, seed
+from nuat.cli.checks import check_out, float_list, seed
 from nuat.errors import UsageError
 
 
@@ -64,13 +64,9 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _floats(text: str | None, what: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{what} {text!r} must be comma-separated numbers") from None
+def _channel_values(text: str | None, flag: str) -> list[float] | None:
+    """``--mean``/``--std``: one number per input channel (the count is checked with the model)."""
+    return None if text is None else float_list(text, flag, "give comma-separated numbers, e.g. 0.5,0.5,0.5")
 
 
 def load_targets(args: argparse.Namespace):
@@ -89,8 +85,8 @@ def load_targets(args: argparse.Namespace):
         parse_eps(args.eps, "--eps")
     if args.dataset is not None:
         get_dataset_spec(args.dataset)
-    targets = resolve_targets(args.target, model=args.model, dataset=args.dataset, mean=_floats(args.mean, "--mean"),
-                              std=_floats(args.std, "--std"), device=device)
+    targets = resolve_targets(args.target, model=args.model, dataset=args.dataset, mean=_channel_values(args.mean, "--mean"),
+                              std=_channel_values(args.std, "--std"), device=device)
     meta = targets[0].metadata
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:

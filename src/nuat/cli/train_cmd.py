@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out, seed
+from nuat.cli.checks import check_out, float_list, seed
 from nuat.cli.resume import OPTION_DEFAULTS, record_given_options, resumed_config, unfinished
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
@@ -85,14 +85,6 @@ def add_parser(sub: Any) -> None:
     OPTION_DEFAULTS.update(vars(p.parse_args([])))
 
 
-def _floats(text: str, flag: str, expected: str) -> list[float]:
-    """``"0.71,0.86"`` -> [0.71, 0.86]; one UsageError line naming ``flag`` otherwise."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{flag} {text!r} is invalid; {expected}") from None
-
-
 def parse_lam_boost(text: str | None, default: list[float] | None) -> list[float] | None:
     """``"0.86,4"`` -> [0.86, 4.0]; ``"off"`` -> None; None -> the method's default."""
     if text is None:
@@ -100,7 +92,7 @@ def parse_lam_boost(text: str | None, default: list[float] | None) -> list[float
     if text.strip().lower() == "off":
         return None
     expected = "give FRACTION,FACTOR (e.g. 0.86,4) or 'off'"
-    values = _floats(text, "--lam-boost", expected)
+    values = float_list(text, "--lam-boost", expected)
     if len(values) != 2:
         raise UsageError(f"--lam-boost {text!r} is invalid; {expected}")
     return values
@@ -113,7 +105,7 @@ def parse_lr_drops(text: str | None, default: list[float]) -> list[float]:
         return default
     if text.strip().lower() == "none":
         return []
-    return _floats(text, "--lr-drops",
+    return float_list(text, "--lr-drops",
                    "give increasing fractions of the run in (0, 1], e.g. 0.71,0.86, or 'none'")
 
 
