@@ -93,6 +93,20 @@ def test_missing_everywhere_lists_folders(tmp_path, monkeypatch, isolated_env):
         assert str(folder / "cifar10") in msg
 
 
+@pytest.mark.parametrize("name, split, named, not_named", [
+    ("mnist", "test", "t10k-images-idx3-ubyte.gz", "train-images"),
+    ("mnist", "train", "train-labels-idx1-ubyte.gz", "t10k"),
+    ("cifar10", "test", "test_batch.bin", "data_batch"),
+    ("cifar100", "train", "cifar-100-binary/train.bin", "test.bin"),
+])
+def test_missing_split_names_only_its_files(name, split, named, not_named, tmp_path, isolated_env):
+    """Evaluation needs only the test files (a folder with them is a hit), so its error lists them."""
+    with pytest.raises(DataError) as info:
+        load_dataset(name, split, tmp_path)
+    assert named in str(info.value) and not_named not in str(info.value).split("expected", 1)[1]
+    assert named in get_dataset_spec(name).expected_files() and not_named in get_dataset_spec(name).expected_files()
+
+
 def test_partial_folder_is_no_hit(tmp_path, fakes):
     fakes.write_mnist(tmp_path / "mnist")
     (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()

@@ -86,6 +86,6 @@ def find_root(name: str, data_dir: str | os.PathLike | None = None, *, download:
         except OSError as exc:
             note = f"; download failed: {exc}"
     searched = ", ".join(str(r / spec.name) for r in candidate_roots(data_dir))
-    message = (f"dataset '{name}' not found; searched {searched}; expected {spec.expected}"
+    message = (f"dataset '{name}' not found; searched {searched}; expected {spec.expected_files(split)}"
                f" (pass --data-dir or set NUAT_DATA){note}")
     raise DataError(message.replace("\r", " ").replace("\n", " "))

@@ -31,7 +31,8 @@ class DatasetSpec:
             is ``<root>/<name>``, ``split`` is ``"train"`` or ``"test"``.
         present: ``present(folder, split=None) -> bool``, whether ``folder`` holds the files of
             ``split`` (``"train"``/``"test"``; None: of every split).
-        expected: human-readable list of the expected files (for error messages).
+        expected: human-readable list of the expected files (for error messages); a dict maps
+            ``"train"``/``"test"`` to the files of that split.
         download: ``download(folder)`` fetching the official files into ``folder``, or None.
         folder_images: True when images are decoded lazily from files (``image_size`` applies).
     """
@@ -43,9 +44,15 @@ class DatasetSpec:
     eps: str
     loader: Callable = field(repr=False)
     present: Callable[[Path, str | None], bool] = field(repr=False)
-    expected: str = ""
+    expected: str | dict[str, str] = ""
     download: Callable[[Path], None] | None = field(default=None, repr=False)
     folder_images: bool = False
+
+    def expected_files(self, split: str | None = None) -> str:
+        """The files a folder needs for ``split`` (None: for every split), for error messages."""
+        if isinstance(self.expected, str):
+            return self.expected
+        return ", ".join(of_split(self.expected, split))
 
     @property
     def eps_value(self) -> float:
