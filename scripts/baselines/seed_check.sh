@@ -3,7 +3,7 @@
 # with SEED, same recipe) into runs/baselines-seeds/s<seed>/<method>, evaluate them with
 # eval_all.sh, and print a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100,
 # GAMA-PGD-100, AutoAttack, images that only the black-box Square stage broke).
-#   scripts/baselines/seed_check.sh 1 && scripts/baselines/seed_check.sh 2 > results/baselines/seed_check.md
+#   scripts/baselines/seed_check.sh 1 > /dev/null && scripts/baselines/seed_check.sh 2 > results/baselines/seed_check.md
 #
 # Usage: scripts/baselines/seed_check.sh SEED [METHODS...]   (default methods: nuat-h nuat)
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds)
@@ -23,23 +23,37 @@ for m in $methods; do dirs+=("$RUNS/s$seed/$m"); done
 SEED=$seed RUNS=$RUNS/s$seed scripts/baselines/run_all.sh $methods > /dev/null
 scripts/baselines/eval_all.sh "${dirs[@]}" > /dev/null
 # shellcheck disable=SC2086
-python3 - "$RUNS" "${BASE:-runs/baselines}" $methods <<'PY'
+python3 - "$RUNS" "${BASE:-runs/baselines}" "$seed" $methods <<'PY'
 import glob, json, os, sys
-runs, base, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
-print("| method | seed | clean | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+runs, base, last_seed, methods = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+table, trained, evaluated, machines = [], set(), set(), set()
 for m in methods:
     # the reported checkpoint's evaluation only, chosen as eval_all.sh does (best-ema where kept)
     reported = lambda run: f"{run}/eval/{'best-ema' if os.path.exists(f'{run}/best-ema.safetensors') else 'best'}/eval.json"
-    found = [(0, reported(f"{base}/{m}"))]
-    found += [(int(run.split("/")[-2][1:]), reported(run)) for run in glob.glob(f"{runs}/s*/{m}")]
-    found = [(seed, path) for seed, path in found if os.path.exists(path)]
-    for seed, path in sorted(found):
-        rows = {a["name"]: a for a in json.load(open(path))["attacks"]}
+    found = [(0, f"{base}/{m}")]
+    found += [(int(run.split("/")[-2][1:]), run) for run in glob.glob(f"{runs}/s*/{m}")]
+    found = [(seed, run) for seed, run in found if os.path.exists(reported(run))]
+    for seed, run in sorted(found):
+        result = json.load(open(reported(run)))
+        trained.add(json.load(open(f"{run}/config.json"))["commit"])
+        evaluated.add(result["provenance"]["commit"])
+        machines.add(result["provenance"]["machine"])
+        rows = {a["name"]: a for a in result["attacks"]}
         aa = rows.get("aa")
         comps = {c["name"]: c["robust"] for c in aa.get("components", [])} if aa else {}
         square = comps["fab-t"] - comps["square"] if comps else "-"
         acc = lambda k: f"{100 * rows[k]['accuracy']:.1f}" if k in rows else "-"
-        print(f"| {m} | {seed} | {acc('clean')} | {acc('pgd-100')} | {acc('gama-pgd-100')} | "
-              f"{acc('aa')} ({aa['n'] if aa else '-'}) | {square} |")
+        n = rows["clean"]["n"] if "clean" in rows else "-"
+        table.append(f"| {m} | {seed} | {acc('clean')} ({n}) | {acc('pgd-100')} | {acc('gama-pgd-100')} | "
+                     f"{acc('aa')} ({aa['n'] if aa else '-'}) | {square} |")
+print(f"# Seed check: {', '.join(methods)}, Fashion-MNIST recipe of run_all.sh, seeds 0-{last_seed}")
+print()
+print(f"Written by `scripts/baselines/seed_check.sh {last_seed}` after it trained and evaluated the other seeds; "
+      f"seed 0 is the run of `table.md` ({base}). Accuracies in %; the image counts in parentheses. "
+      f"Machine: {'; '.join(sorted(machines))}. Trained at: {', '.join(sorted(trained))}. "
+      f"Evaluated at: {', '.join(sorted(evaluated))}.")
+print()
+print("| method | seed | clean (n) | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+print("\n".join(table))
 PY

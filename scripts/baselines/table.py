@@ -36,10 +36,13 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _eval_rows(run: Path, name: str) -> dict[str, dict]:
-    """Rows of ``nuat eval`` by attack name (``clean``, ``pgd-100``, ``gama-pgd-100``, ``aa``...)."""
+def _eval(run: Path, name: str) -> tuple[dict[str, dict], str | None]:
+    """Rows of ``nuat eval`` by attack name (``clean``, ``pgd-100``, ``gama-pgd-100``, ``aa``...) and
+    the commit the evaluation ran at (None without an evaluation)."""
     result = _json(run / "eval" / name / "eval.json")
-    return {r["name"]: r for r in result["attacks"]} if result else {}
+    if not result:
+        return {}, None
+    return {r["name"]: r for r in result["attacks"]}, result.get("provenance", {}).get("commit", "unknown")
 
 
 def collect(run: Path) -> dict:
@@ -48,7 +51,7 @@ def collect(run: Path) -> dict:
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     name = "best-ema" if "ema" in config.get("averages", {}) else "best"
     test = summary.get("test", {}).get(name, {})
-    rows = _eval_rows(run, name)
+    rows, eval_commit = _eval(run, name)
     aa = next((r for key, r in rows.items() if key == "aa" or key.startswith("aa-") or key == "autoattack"), None)
     epoch = (test or {}).get("epoch")
     cost = summary.get("cost", {})
@@ -62,6 +65,7 @@ def collect(run: Path) -> dict:
         "aa": aa["accuracy"] if aa else None, "aa_n": aa["n"] if aa else None,
         "n": rows["clean"]["n"] if "clean" in rows else summary.get("test", {}).get("n"),
         "evaluated_by": "nuat eval" if rows else "nuat train final check",
+        "eval_commit": eval_commit,
         "train_seconds": summary["train_seconds"],
         "process_seconds": process["process_seconds"] if process else None,
         "images_per_s": cost.get("images_per_s"),
@@ -159,8 +163,9 @@ def render(results: list[dict]) -> str:
     commits = sorted({r["config"]["commit"] for r in results})
     machines = sorted({r["config"]["machine"] for r in results})
     evaluated = sorted({r["evaluated_by"] for r in results})
-    lines += ["", f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. Robust numbers from: "
-              f"{', '.join(evaluated)}. Runs of this table ran with OMP_NUM_THREADS=1, one or two at a "
+    eval_commits = sorted({r["eval_commit"] for r in results if r["eval_commit"]})
+    lines += ["", f"Machine: {'; '.join(machines)}. Trained at: {', '.join(commits)}. Evaluated at: "
+              f"{', '.join(eval_commits) or '-'}. Robust numbers from: {', '.join(evaluated)}. Runs of this table ran with OMP_NUM_THREADS=1, one or two at a "
               "time, on a shared 2-core machine, so seconds carry noise from other jobs; passes per example do not."]
     return "\n".join(lines) + "\n"
 
