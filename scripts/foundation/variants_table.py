@@ -16,7 +16,9 @@ def row(run: Path) -> tuple[str, dict]:
     config = json.loads((run / "config.json").read_text())
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     timing = run / "process_time.json"
-    process = json.loads(timing.read_text())["process_seconds"] if timing.exists() else float("nan")
+    timed = json.loads(timing.read_text()) if timing.exists() else {}
+    process = timed.get("process_seconds", float("nan"))
+    load = timed.get("load_average_before")
     test = summary["test"]
     cells = []
     for name in ("best", "best-ema"):
@@ -26,7 +28,8 @@ def row(run: Path) -> tuple[str, dict]:
     effective = metrics[-1].get("effective_two_step_epochs")
     schedule = f"lr {config['lr']:g}, up {config['lr_up']:.2f}, down {config['lr_down']:.2f}"
     line = (f"| {config['method']} | `{run}` | {schedule} | {' ; '.join(cells)} | {summary['train_seconds']:.0f} | "
-            f"{'-' if process != process else f'{process:.0f}'} | {'-' if effective is None else f'{effective:.2f}'} |")
+            f"{'-' if process != process else f'{process:.0f}'} | {'-' if load is None else load} | "
+            f"{'-' if effective is None else f'{effective:.2f}'} |")
     return line, config
 
 
@@ -44,17 +47,18 @@ def main(runs: list[str]) -> None:
     print(f"Test numbers: first {images}, best checkpoint by validation I-FGSM-7, reloaded with "
           "`nuat.load_model`; PGD-100 with uniform random start, step eps/10.\n")
     print("| method | run | LR schedule (fractions of the run) | best checkpoint(s) | train seconds | "
-          "whole process seconds | effective two-step epochs |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "whole process seconds | load average at start | effective two-step epochs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
-    print("\nSeconds are wall time and depend on what else ran on the 2-core machine: the `nuat` row ran alone "
-          "(other jobs paused); the others may have shared the cores with other training/evaluation jobs.")
+    print("\nSeconds are wall time and depend on what else ran on the 2-core machine; the 1-minute load average "
+          "at each run's start (where recorded) says how busy it was.")
     commits = sorted({cfg["commit"] for cfg in configs})
     machines = sorted({cfg["machine"] for cfg in configs})
     print(f"\nMachine: {'; '.join(machines)}. Commit: {', '.join(commits)}.")
+    baselines = "; rows from `runs/baselines/` come from `scripts/baselines/run_all.sh` (shared LR schedule of " \
+        "the baselines table)" if any("runs/baselines/" in r for r in runs) else ""
     print(f"Runs: {' '.join(runs)}. Command for a run `runs/fashion-mnist-METHOD`: "
-          "`scripts/foundation/train_fashion_variants.sh ../shared/data METHOD`; rows from `runs/baselines/` come "
-          "from `scripts/baselines/run_all.sh` (shared LR schedule of the baselines table).")
+          f"`scripts/foundation/train_fashion_variants.sh ../shared/data METHOD`{baselines}.")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,12 @@ def test_the_number_of_test_images_comes_from_the_runs(tmp_path, capsys):
     table.main([str(fake_run(tmp_path / "b", "nuat", 1000)), str(fake_run(tmp_path / "c", "nuat-wa", 500))])
     out = capsys.readouterr().out
     assert "first 500 or 1,000 test images (per row: nuat 1,000, nuat-wa 500)" in out
+
+
+def test_the_load_average_at_each_run_start_is_shown_where_recorded(tmp_path, capsys):
+    table = load_script()
+    timed = fake_run(tmp_path / "a", "nuat", 1000)
+    (timed / "process_time.json").write_text('{"process_seconds": 161.2, "load_average_before": 0.42}')
+    table.main([str(timed), str(fake_run(tmp_path / "b", "nuat-wa", 1000))])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| nuat")]
+    assert rows[0].endswith("| 10 | 161 | 0.42 | - |") and rows[1].endswith("| 10 | - | - | - |"), rows
