@@ -8,20 +8,23 @@
 #   2. bf16: ERM and NuAT, fp32 against bf16 autocast (this CPU has no native bf16), with the
 #      default (kept) malloc: the page-fault line of this report is the "after" of 1
 #      -> benchmarks/cpu/mnist-small-cnn-b128-bf16.{json,md,png}
-#   3. compile: the first epoch of a 10-batch NuAT run, eager against --compile, from a cold
+#   3. threads2: ERM, NuAT and PGD-AT with torch's 2 threads on the 2 cores, wall clock (needs an
+#      otherwise idle machine) -> benchmarks/cpu/mnist-small-cnn-b128-threads2.{json,md,png}
+#   4. compile: the first epoch of a 10-batch NuAT run, eager against --compile, from a cold
 #      inductor cache -> benchmarks/cpu/compile-first-epoch.md
 #
 # env: DATA (default ../shared/data), NUAT (default nuat), STEPS (5), TRIALS (10), STAGES (default
-# "malloc bf16 compile").
+# "malloc bf16 threads2 compile").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 NUAT=${NUAT:-nuat}
 STEPS=${STEPS:-5}
 TRIALS=${TRIALS:-10}
-COMMON=(--dataset mnist --model small-cnn --batch-size 128 --steps "$STEPS" --trials "$TRIALS" --warmup 3
-        --threads 1 --clock cpu --data-dir "$DATA" --quiet)
-for stage in ${STAGES:-malloc bf16 compile}; do
+SHAPE=(--dataset mnist --model small-cnn --batch-size 128 --steps "$STEPS" --trials "$TRIALS" --warmup 3
+       --data-dir "$DATA" --quiet)
+COMMON=("${SHAPE[@]}" --threads 1 --clock cpu)
+for stage in ${STAGES:-malloc bf16 threads2 compile}; do
   case $stage in
     malloc)
       NUAT_KEEP_FREED_MEMORY=0 $NUAT bench --methods erm,nuat "${COMMON[@]}" \
@@ -30,6 +33,9 @@ for stage in ${STAGES:-malloc bf16 compile}; do
     bf16)
       $NUAT bench --methods erm,nuat --variants fp32,bf16 "${COMMON[@]}" \
         --title "nuat bench: CPU, fp32 against bf16 autocast" --out benchmarks/cpu/mnist-small-cnn-b128-bf16 ;;
+    threads2)
+      $NUAT bench --methods erm,nuat,pgd-at "${SHAPE[@]}" --threads 2 --clock wall \
+        --title "nuat bench: CPU, torch threads 2" --out benchmarks/cpu/mnist-small-cnn-b128-threads2 ;;
     compile)
       tmp=$(mktemp -d)
       trap 'rm -rf "$tmp"' EXIT
@@ -59,6 +65,6 @@ for stage in ${STAGES:-malloc bf16 compile}; do
       done
       mv "$tmp/report.md" "$report"
       cat "$report" ;;
-    *) echo "unknown stage '$stage'; choose from: malloc bf16 compile" >&2; exit 2 ;;
+    *) echo "unknown stage '$stage'; choose from: malloc bf16 threads2 compile" >&2; exit 2 ;;
   esac
 done
