@@ -65,8 +65,8 @@ def keep_freed_cpu_memory() -> bool:
     By default glibc returns the top of the heap to the OS once more than its trim threshold is
     free, and serves large blocks with fresh ``mmap`` pages. A training step allocates and frees
     the same few megabytes of activations every iteration, so every iteration pays thousands of
-    page faults for freshly zeroed pages: measured on small-cnn / MNIST / batch 128, NuAT's step
-    spent ~1,400-2,300 minor faults and 5-8 ms of system time per iteration (~10%) on it.
+    page faults for freshly zeroed pages (small-cnn / MNIST / batch 128: ``nuat bench`` counts them
+    per NuAT iteration; docs/speed.md has the numbers and the command).
     Setting the trim threshold to 1 GiB and the mmap threshold to 32 MiB (its maximum) keeps the
     working set mapped; arithmetic and results are unchanged. ``NUAT_KEEP_FREED_MEMORY=0`` leaves
     malloc alone. Returns whether the setting is in effect."""
