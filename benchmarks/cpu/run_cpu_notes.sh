@@ -49,7 +49,7 @@ for stage in ${STAGES:-malloc bf16 threads2 compile}; do
              --untracked-files=no | grep -q . && echo +dirty)\`; $(date -u +%FT%TZ)"
         echo "- command: \`benchmarks/cpu/run_cpu_notes.sh\` (STAGES=compile)"
         echo
-        echo "| run | epoch seconds (train + validation) | whole process seconds |"
+        echo "| run | training seconds of the epoch (metrics.jsonl; validation excluded) | whole process seconds |"
         echo "|---|---:|---:|"
       } > "$tmp/report.md"
       for mode in eager compile; do
