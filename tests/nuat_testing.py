@@ -1,4 +1,8 @@
-"""Small models and batches shared by the attack and method tests, and a command-line runner."""
+"""Small models and batches shared by the attack and method tests, a command-line runner, and a
+loader for the repository's scripts."""
+
+import importlib.util
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -54,3 +58,13 @@ def mnist_checkpoint(path, num_classes=10):
     save_model(path, build_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=28),
                dataset="mnist", eps=0.3)
     return path
+
+
+def load_script(relative: str):
+    """The module of a repository script (e.g. ``scripts/baselines/compare_runs.py``), loaded by path:
+    the scripts are not a package."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

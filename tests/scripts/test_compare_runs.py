@@ -1,20 +1,12 @@
 """scripts/baselines/compare_runs.py tells a reproduced run from one that differs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "baselines" / "compare_runs.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from nuat_testing import load_script
 
 
 def fake_run(folder: Path, commit: str, weight: float, seconds: float, robust: int, collapse: bool = False) -> None:
@@ -30,7 +22,7 @@ def fake_run(folder: Path, commit: str, weight: float, seconds: float, robust: i
 
 
 def test_times_and_nan_fields_aside_a_rerun_is_the_same_and_a_change_is_named(tmp_path, capsys):
-    compare_runs = load_script()
+    compare_runs = load_script("scripts/baselines/compare_runs.py")
     fake_run(tmp_path / "old" / "nuat", "abc+dirty", 1.0, seconds=10.0, robust=7)
     fake_run(tmp_path / "new" / "nuat", "def", 1.0, seconds=4.0, robust=7)
     assert compare_runs.main([str(tmp_path / "old"), str(tmp_path / "new")]) == 0

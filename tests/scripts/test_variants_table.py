@@ -1,17 +1,9 @@
 """scripts/foundation/variants_table.py states what its rows were measured on."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "foundation" / "variants_table.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("variants_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from nuat_testing import load_script
 
 
 def fake_run(folder: Path, method: str, test_n: int) -> Path:
@@ -28,7 +20,7 @@ def fake_run(folder: Path, method: str, test_n: int) -> Path:
 
 
 def test_the_number_of_test_images_comes_from_the_runs(tmp_path, capsys):
-    table = load_script()
+    table = load_script("scripts/foundation/variants_table.py")
     table.main([str(fake_run(tmp_path / "a", "nuat", 200))])
     out = capsys.readouterr().out
     assert "first 200 test images" in out and "1,000" not in out
@@ -38,7 +30,7 @@ def test_the_number_of_test_images_comes_from_the_runs(tmp_path, capsys):
 
 
 def test_the_load_average_at_each_run_start_is_shown_where_recorded(tmp_path, capsys):
-    table = load_script()
+    table = load_script("scripts/foundation/variants_table.py")
     timed = fake_run(tmp_path / "a", "nuat", 1000)
     (timed / "process_time.json").write_text('{"process_seconds": 161.2, "load_average_before": 0.42}')
     table.main([str(timed), str(fake_run(tmp_path / "b", "nuat-wa", 1000))])
