@@ -77,6 +77,10 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     old_root, new_root = Path(argv[0]), Path(argv[1])
+    for root in (old_root, new_root):
+        if not root.is_dir():
+            print(f"compare_runs.py: error: {root} is not a folder; give two roots of run folders", file=sys.stderr)
+            return 2
     methods = argv[2:] or sorted(p.name for p in new_root.iterdir() if (p / "summary.json").exists()
                                  and (old_root / p.name / "summary.json").exists())
     print("| method | trained at (old) | trained at (new) | checkpoints | metrics.jsonl (time fields aside) "

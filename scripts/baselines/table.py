@@ -165,7 +165,8 @@ def render(results: list[dict]) -> str:
     evaluated = sorted({r["evaluated_by"] for r in results})
     eval_commits = sorted({r["eval_commit"] for r in results if r["eval_commit"]})
     lines += ["", f"Machine: {'; '.join(machines)}. Trained at: {', '.join(commits)}. Evaluated at: "
-              f"{', '.join(eval_commits) or '-'}. Robust numbers from: {', '.join(evaluated)}. Runs of this table ran with OMP_NUM_THREADS=1, one or two at a "
+              f"{', '.join(eval_commits) or '-'}. Robust numbers from: {', '.join(evaluated)}. "
+              "Runs of this table ran with OMP_NUM_THREADS=1, one or two at a "
               "time, on a shared 2-core machine, so seconds carry noise from other jobs; passes per example do not."]
     return "\n".join(lines) + "\n"
 

@@ -139,9 +139,10 @@ def _host_counters(result: dict[str, Any], multi: bool) -> list[str]:
     kept_text = "" if kept is None else (
         f" glibc keeps freed memory mapped: {'yes' if kept else 'no'} (`nuat train` sets it on the CPU; "
         "`NUAT_KEEP_FREED_MEMORY=0` leaves malloc alone).")
-    return ["", "Host, per timed iteration (getrusage of the bench process): minor page faults " + ", ".join(
-        f"{n} {m['minor_faults_per_iteration']:.0f}" for n, m in zip(names, counted)) + "; system CPU time " + ", ".join(
-        f"{n} {_ms(m['system_seconds_per_iteration'])} ms" for n, m in zip(names, counted)) + "." + kept_text]
+    faults = ", ".join(f"{n} {m['minor_faults_per_iteration']:.0f}" for n, m in zip(names, counted))
+    system = ", ".join(f"{n} {_ms(m['system_seconds_per_iteration'])} ms" for n, m in zip(names, counted))
+    return ["", f"Host, per timed iteration (getrusage of the bench process): minor page faults {faults}; "
+            f"system CPU time {system}.{kept_text}"]
 
 
 #: targets of the speed issue (docs/speed.md), per device kind. CPU (small-cnn, batch 128): NuAT

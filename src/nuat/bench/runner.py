@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
 from nuat.bench.profile import profile_floor, profile_iterations
-from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, host_counters, load_average, pass_floor,
-                               summarize, synchronize, time_block)
+from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, host_counters, load_average,
+                               pass_floor, summarize, synchronize, time_block)
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
 from nuat.errors import UsageError

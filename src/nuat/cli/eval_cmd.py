@@ -85,8 +85,9 @@ def load_targets(args: argparse.Namespace):
         parse_eps(args.eps, "--eps")
     if args.dataset is not None:
         get_dataset_spec(args.dataset)
-    targets = resolve_targets(args.target, model=args.model, dataset=args.dataset, mean=_channel_values(args.mean, "--mean"),
-                              std=_channel_values(args.std, "--std"), device=device)
+    targets = resolve_targets(args.target, model=args.model, dataset=args.dataset,
+                              mean=_channel_values(args.mean, "--mean"), std=_channel_values(args.std, "--std"),
+                              device=device)
     meta = targets[0].metadata
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:
