@@ -125,9 +125,9 @@ class _Timed:
     seconds: list[float] = field(default_factory=list)  # per trial, the configured clock
     clocks: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CLOCKS})
     peak: dict[str, int] | None = None
-    # over all timed iterations (getrusage around each timed block; None where unsupported)
-    minor_faults: int | None = 0
-    system_seconds: float | None = 0.0
+    # over all timed iterations (getrusage around each timed block; None where there is none)
+    minor_faults: int | None = None
+    system_seconds: float | None = None
     host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
     profile: dict[str, Any] | None = None  # --profile: nuat.bench.profile.profile_iterations
 
@@ -310,11 +310,10 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
 
 def _count_host(t: _Timed, before: tuple[int, float] | None, after: tuple[int, float] | None) -> None:
     """Add one timed block's page faults and system time to ``t`` (read outside the clock's block)."""
-    if before is None or after is None or t.minor_faults is None or t.system_seconds is None:
-        t.minor_faults = t.system_seconds = None
+    if before is None or after is None:  # no getrusage on this OS: the fields stay None
         return
-    t.minor_faults += after[0] - before[0]
-    t.system_seconds += after[1] - before[1]
+    t.minor_faults = (t.minor_faults or 0) + after[0] - before[0]
+    t.system_seconds = (t.system_seconds or 0.0) + after[1] - before[1]
 
 
 def _per_round(a: list[float], b: list[float], fn: Callable[[float, float], float]) -> list[float]:

@@ -147,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
     if args.targets is not None and not targeted:
         # like the other method-specific options: not silently ignored
         raise UsageError(f"--targets applies to targeted-pgd attacks; --attacks {args.attacks!r} has none")
-    for family in dict.fromkeys(r.family for r in requests if r.family in NEEDS_PYAUTOATTACK):
-        require_pyautoattack(f"attack '{family}'")  # before any attack runs or anything is written
+    needs_package = next((r.family for r in requests if r.family in NEEDS_PYAUTOATTACK), None)
+    if needs_package is not None:
+        require_pyautoattack(f"attack '{needs_package}'")  # before any attack runs or anything is written
     out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
     target_count = _target_count(targets_text, targets) if targeted else DEFAULT_TARGETS
