@@ -13,6 +13,7 @@ Usage: python scripts/baselines/step_cost.py [--data-dir ../shared/data] [--roun
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
         method = build_method(name)
         runs[name] = (model, method, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
                       torch.Generator().manual_seed(0))
+    load_at_start = os.getloadavg()[0]
     seconds: dict[str, list[float]] = {name: [] for name in METHODS}
     passes: dict[str, tuple[int, int, int]] = {}
     for rnd in range(args.rounds + 1):  # round 0 warms up
@@ -63,16 +65,22 @@ def main() -> None:
                 passes[name] = out.passes
             if rnd:
                 seconds[name].append((time.perf_counter() - start) / len(batches))
+    load_at_end = os.getloadavg()[0]
     base = statistics.median(seconds["erm"])
     lines = ["# Seconds per training step (Fashion-MNIST, small-cnn, batch "
              f"{args.batch_size}, eps 0.1), methods measured round-robin", "",
              f"Median of {args.rounds} blocks of {args.steps} steps per method; {provenance()['machine']}; "
-             f"commit {provenance()['commit']}. Written by `scripts/baselines/step_cost.py`.", "",
-             "| method | passes F / Bx / Bθ per example | ms per step | x ERM |", "|---|---|---:|---:|"]
+             f"commit {provenance()['commit']}; 1-minute load average {load_at_start:.2f} at the start, "
+             f"{load_at_end:.2f} at the end. Spread: the quartiles of a method's blocks over ERM's median. "
+             "Written by `scripts/baselines/step_cost.py`.", "",
+             "| method | passes F / Bx / Bθ per example | ms per step | x ERM | spread of x ERM |",
+             "|---|---|---:|---:|---:|"]
     for name in METHODS:
         med = statistics.median(seconds[name])
         f, bx, bt = passes[name]
-        lines.append(f"| {name} | {f} / {bx} / {bt} | {1000 * med:.1f} | {med / base:.1f} |")
+        low, _, high = statistics.quantiles(seconds[name], n=4)
+        lines.append(f"| {name} | {f} / {bx} / {bt} | {1000 * med:.1f} | {med / base:.1f} | "
+                     f"{low / base:.1f}-{high / base:.1f} |")
     text = "\n".join(lines) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
