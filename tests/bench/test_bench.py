@@ -67,7 +67,7 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     out = tmp_path / "bench" / "mnist"
     code = main(["bench", "--methods", "erm,nuat", "--steps", "1", "--trials", "2", "--warmup", "0",
                  "--data-dir", str(real_data_dir), "--batch-size", "32", "--out", str(out), "--quiet",
-                 "--threads", "1", "--nuclear", "--loader", "--note", "test run"])
+                 "--threads", "1", "--nuclear", "--loader", "--check-syncs", "--note", "test run"])
     assert code == 0
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["config"]["model"] == "small-cnn" and result["config"]["batch_size"] == 32
@@ -92,6 +92,10 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert "## Targets (CPU)" in md and "<= 3.3" in md
     assert rows["nuat"]["minor_faults_per_iteration"] >= 0 and rows["nuat"]["system_seconds_per_iteration"] >= 0
     assert "minor page faults erm " in md and ", nuat " in md
+    # --check-syncs on the CPU: host reads (NuAT: its loss's nuclear norm every iteration, its
+    # attack's every other); the CUDA-only sync count stays out
+    assert rows["erm"]["host_reads_per_iteration"] == 0 and rows["nuat"]["host_reads_per_iteration"] == 1.5
+    assert "host_syncs_per_iteration" not in rows["nuat"] and "Host reads per iteration" in md
     # --render rebuilds the report from the JSON alone; a CUDA result is held to the GPU targets
     result["environment"]["device"] = "cuda:0"
     gpu_json = tmp_path / "gpu.json"
@@ -382,7 +386,7 @@ def test_result_takes_ratios_per_trial_and_images_per_wall_second():
         progress = EpochProgress(sums={"n": torch.tensor(64.0)}, passes=[64 * p for p in passes])
         return SimpleNamespace(method=method, variant=variant, run=run, progress=progress, seconds=list(cpu),
                                clocks={"wall": list(wall), "cpu": list(cpu)}, peak=None, host_syncs=None,
-                               profile=None, minor_faults=faults, system_seconds=system)
+                               host_reads=None, profile=None, minor_faults=faults, system_seconds=system)
 
     erm = timed("erm", [1.0, 2.0, 4.0], [1.0, 1.0, 1.0], [1, 0, 1])
     nuat = timed("nuat", [3.0, 2.0, 12.0], [0.5, 0.25, 1.0], [3, 1, 2], faults=30, system=0.06)

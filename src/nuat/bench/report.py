@@ -109,6 +109,10 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     if syncs:
         lines += ["", "Host synchronisations per iteration (CUDA sync debug mode): " + ", ".join(
             f"{m['method']}/{m['variant']} {m['host_syncs_per_iteration']:.2f}" for m in syncs)]
+    reads = [m for m in result["methods"] if "host_reads_per_iteration" in m]
+    if reads:
+        lines += ["", "Host reads per iteration (operators that wait for a value from the device, "
+                  "nuat.bench.host_reads): " + "; ".join(_host_reads(m) for m in reads)]
     lines += _host_counters(result, multi)
     if any(not m["loss_finite"] for m in result["methods"]):
         lines += ["", "**Warning:** a non-finite training loss occurred in: " + ", ".join(
@@ -127,6 +131,12 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
 
         lines += [""] + loader.markdown_section(result["loader"], result["methods"])
     return "\n".join(lines) + "\n"
+
+
+def _host_reads(m: dict[str, Any]) -> str:
+    """``nuat/fp32 1.50 (solver _linalg_svd at nuat/losses.py:157 ... 1.50)``: total, then each site."""
+    sites = ", ".join(f"{site} {count:.2f}" for site, count in m.get("host_reads", {}).items())
+    return f"{m['method']}/{m['variant']} {m['host_reads_per_iteration']:.2f}" + (f" ({sites})" if sites else "")
 
 
 def _host_counters(result: dict[str, Any], multi: bool) -> list[str]:

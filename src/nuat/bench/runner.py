@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
+from nuat.bench.host_reads import record_host_reads, summarize_host_reads
 from nuat.bench.profile import profile_floor, profile_iterations
 from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, host_counters, load_average,
                                pass_floor, summarize, synchronize, time_block)
@@ -48,8 +49,8 @@ from nuat.train.meta import git_commit, machine
 from nuat.train.progress import EpochProgress
 from nuat.train.recipes import recipe_for
 
-#: untimed iterations per method under CUDA's sync debug mode (--check-syncs): an even and an odd
-#: batch index, since NuAT's attack alternates
+#: untimed iterations per method under CUDA's sync debug mode and the host-read recorder
+#: (--check-syncs): an even and an odd batch index, since NuAT's attack alternates
 SYNC_CHECK_ITERATIONS = 2
 
 
@@ -129,6 +130,7 @@ class _Timed:
     minor_faults: int | None = None
     system_seconds: float | None = None
     host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
+    host_reads: dict[str, float] | None = None  # --check-syncs, any device: per iteration, by site
     profile: dict[str, Any] | None = None  # --profile: nuat.bench.profile.profile_iterations
 
 
@@ -301,6 +303,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
             t.peak = memory.peak()
             if cfg.check_syncs:
                 t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
+                reads = record_host_reads(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS))
+                t.host_reads = summarize_host_reads(reads, SYNC_CHECK_ITERATIONS)
             if cfg.profile:
                 t.profile = profile_iterations(lambda u=t: _iterate(u, cfg.profile), cfg.profile, device)
         pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
@@ -382,6 +386,9 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             entry["system_seconds_per_iteration"] = t.system_seconds / iterations
         if t.host_syncs is not None:
             entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
+        if t.host_reads is not None:
+            entry["host_reads_per_iteration"] = sum(t.host_reads.values())
+            entry["host_reads"] = t.host_reads
         if t.profile is not None:
             entry["profile"] = {**t.profile, **profile_floor(passes, pass_profiles[t.variant.name])}
         methods_out.append(entry)
