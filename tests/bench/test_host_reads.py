@@ -28,6 +28,10 @@ def test_recorder_sees_each_kind_of_host_read_and_names_the_calling_line():
     assert _kinds(lambda: x.repeat_interleave(torch.full((8,), 2))) == [("shape", "repeat_interleave")]
     assert _kinds(lambda: torch.linalg.svdvals(x.view(2, 4))) == [("solver", "_linalg_svd")]
     assert _kinds(lambda: torch.linalg.eigvalsh(torch.eye(3))) == [("solver", "_linalg_eigh")]
+    # blocking copies to another device ("meta" stands in for a GPU on a CPU machine)
+    assert _kinds(lambda: x.to("meta")) == [("copy", "_to_copy")]
+    assert _kinds(lambda: torch.empty(8, device="meta").copy_(x)) == [("copy", "copy_")]
+    assert _kinds(lambda: x.to("meta", non_blocking=True)) == []
     [read] = record_host_reads(lambda: x.sum().item())
     assert read.where.endswith("<lambda>") and "test_host_reads.py:" in read.where
 
@@ -41,6 +45,7 @@ def test_recorder_passes_over_work_that_needs_no_host_read():
         x.detach().repeat_interleave(2)  # integer repeats: no repeat_interleave operator at all
         x.detach().repeat_interleave(torch.full((8,), 2), output_size=16)
         torch.where(x > 0, x, 0.0).mean()
+        x.detach().to(torch.float64).clone().copy_(x)  # copies on one device
 
     assert record_host_reads(step) == []
 

@@ -5,9 +5,9 @@ kernels; inside a training step that costs the launch latency every iteration (d
 host synchronisation inside the step"). This module finds them on any device, a CPU included, by
 watching the ATen operators a function calls (a ``TorchDispatchMode``), so a step can be checked on
 a machine without a GPU (``tests/bench/test_host_reads.py`` checks every registered method; ``nuat
-bench --check-syncs`` reports them). It sees operator calls, not driver calls: blocking copies
-between host and device are what :func:`nuat.bench.timing.count_host_syncs` (CUDA's sync debug
-mode) adds.
+bench --check-syncs`` reports them). It sees operator calls, not driver calls: what happens inside
+an operator (a caching allocator freeing memory, say) is left to CUDA's sync debug mode
+(:func:`nuat.bench.timing.count_host_syncs`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ SHAPE_OPS = frozenset({"nonzero", "masked_select", "_unique", "_unique2", "uniqu
 SOLVER_OPS = frozenset({"_linalg_svd", "_linalg_eigh", "linalg_eig", "_linalg_check_errors"})
 #: indexing with a boolean mask selects a data-dependent number of elements (a ``nonzero`` inside)
 MASK_INDEX_OPS = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})
+#: ``copy``: a blocking copy between the host and another device (on CUDA the host waits for it;
+#: ``non_blocking=True`` from pinned memory does not)
+COPY_OPS = frozenset({"_to_copy", "copy_"})
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 @dataclass(frozen=True)
 class HostRead:
-    """One host read: the operator, its kind (``value``, ``shape``, ``solver``) and ``where``, the
+    """One host read: the operator, its kind (``value``, ``shape``, ``solver``, ``copy``) and ``where``, the
     innermost calling line outside torch and this module (``path:line function``)."""
 
     op: str
@@ -59,11 +62,25 @@ def host_read_kind(op: str, args: tuple, kwargs: dict | None = None) -> str | No
         return "shape"
     if op in SOLVER_OPS:
         return "solver"
+    if op in COPY_OPS:
+        return "copy" if _blocking_cross_device_copy(op, args, kwargs or {}) else None
     if op in MASK_INDEX_OPS and len(args) > 1:
         indices = args[1] if isinstance(args[1], (list, tuple)) else ()
         if any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices):
             return "shape"
     return None
+
+
+def _blocking_cross_device_copy(op: str, args: tuple, kwargs: dict) -> bool:
+    if op == "_to_copy":  # _to_copy(self, *, ..., device, non_blocking)
+        source, target = args[0], kwargs.get("device")
+        non_blocking = kwargs.get("non_blocking", False)
+    else:  # copy_(self, src, non_blocking=False)
+        target, source = args[0].device, args[1]
+        non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+    if target is None or not isinstance(source, torch.Tensor):
+        return False
+    return torch.device(target).type != source.device.type and not non_blocking
 
 
 def _caller() -> str:
