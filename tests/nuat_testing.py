@@ -25,6 +25,17 @@ def edge_batch(seed=0, n=16):
     return x, torch.randint(0, 10, (n,), generator=g)
 
 
+def check_attack_on_edge_batch(attack, eps):
+    """Run ``attack(model, x, y, eps)`` on ``tiny_cnn`` and ``edge_batch``: its output must lie in
+    the eps-ball around the images and in the [0, 1] box, with their shape and dtype."""
+    from nuat.projections import check_linf
+
+    x, y = edge_batch()
+    x_adv = attack(tiny_cnn(), x, y, eps)
+    check_linf(x_adv, x, eps)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+
+
 class Linear(nn.Module):
     """f(x) = W x + b on flattened inputs: its worst case in an L-inf ball is known in closed form."""
 

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from nuat.attacks import fgsm, gama_pgd, ifgsm, nuclear, pgd, pgd_trace, targeted_pgd
-from nuat.projections import check_linf
-from nuat_testing import Linear, edge_batch as batch, tiny_cnn
+from nuat_testing import Linear, check_attack_on_edge_batch, edge_batch as batch, tiny_cnn
 
 
 
@@ -24,11 +23,7 @@ ATTACKS = {
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 @pytest.mark.parametrize("eps", [8 / 255, 0.3])
 def test_attack_stays_in_ball_and_box(name, eps):
-    model = tiny_cnn()
-    x, y = batch()
-    x_adv = ATTACKS[name](model, x, y, eps)
-    check_linf(x_adv, x, eps)
-    assert x_adv.dtype == x.dtype and x_adv.shape == x.shape
+    check_attack_on_edge_batch(ATTACKS[name], eps)
 
 
 def test_fgsm_and_pgd_match_closed_form_on_binary_linear_model():

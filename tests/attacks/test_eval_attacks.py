@@ -7,7 +7,7 @@ from nuat.attacks import gama_pgd, pgd, pgd_trace, square, targeted_pgd
 from nuat.attacks.gama import gama_step_size, softmax_margin
 from nuat.attacks.targeted import target_classes
 from nuat.projections import check_linf
-from nuat_testing import Linear, edge_batch as batch, tiny_cnn
+from nuat_testing import Linear, check_attack_on_edge_batch, edge_batch as batch, tiny_cnn
 
 
 
@@ -24,11 +24,7 @@ ATTACKS = {
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 @pytest.mark.parametrize("eps", [8 / 255, 0.3])
 def test_attack_stays_in_ball_and_box(name, eps):
-    model = tiny_cnn()
-    x, y = batch()
-    x_adv = ATTACKS[name](model, x, y, eps)
-    check_linf(x_adv, x, eps)
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    check_attack_on_edge_batch(ATTACKS[name], eps)
 
 
 def linear_problem(classes, seed=0, n=64):
