@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nuat.attacks import gama_pgd, ifgsm, pgd, pgd_trace, targeted_pgd
 from nuat.bench.host_reads import record_host_reads, summarize_host_reads
 from nuat.bench.runner import SYNC_CHECK_ITERATIONS, BenchConfig, _build, _iterate
 from nuat.bench.variants import parse_variant
 from nuat.methods.registry import METHODS
+from nuat_testing import edge_batch, tiny_cnn
 
 
 def _kinds(fn) -> list[tuple[str, str]]:
@@ -81,3 +83,24 @@ def test_training_step_reads_nothing_back_but_the_documented_values(method, real
     else:
         assert other == []
     assert t.progress.loss_is_finite()
+
+
+STEPPED_ATTACKS = {  # attack(model, x, y, steps): host reads allowed per call, whatever the steps
+    "ifgsm": (lambda m, x, y, n: ifgsm(m, x, y, eps=0.1, steps=n), 0),
+    "pgd_trace": (lambda m, x, y, n: pgd_trace(m, x, y, eps=0.1, steps=n, step_size=0.02, readout=(1, n)), 0),
+    "gama_pgd": (lambda m, x, y, n: gama_pgd(m, x, y, eps=0.1, steps=n, drops=(n // 2,), guide_steps=1), 0),
+    # restarts and targets shrink the batch to the examples still robust: one count per run
+    "pgd, 2 restarts": (lambda m, x, y, n: pgd(m, x, y, eps=0.1, steps=n, restarts=2), 4),
+    "targeted_pgd, 2 targets": (lambda m, x, y, n: targeted_pgd(m, x, y, eps=0.1, steps=n, targets=2), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEPPED_ATTACKS))
+def test_attack_steps_read_nothing_back(name):
+    """An attack keeps each example's first fooling iterate with torch.where, not a boolean index,
+    so its steps never wait for the host (nuat.attacks.common.where_examples)."""
+    attack, allowed = STEPPED_ATTACKS[name]
+    model, (x, y) = tiny_cnn(seed=3), edge_batch(n=64, seed=5)
+    for steps in (2, 6):
+        reads = record_host_reads(lambda: attack(model, x, y, steps))
+        assert len(reads) <= allowed, reads

@@ -101,3 +101,11 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
 def sign_step(x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
     """One ascent step along ``sign(grad)`` (L-infinity steepest ascent)."""
     return x_adv.detach() + step_size * torch.sign(grad)
+
+
+def where_examples(mask: torch.Tensor, chosen: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per example: ``chosen[i]`` where ``mask[i]`` (a (B,) bool tensor), else ``other[i]``.
+
+    Used inside attack loops instead of ``other[mask] = chosen[mask]``: a boolean index needs the
+    mask's count on the host, one synchronisation per step on a GPU; ``torch.where`` needs none."""
+    return torch.where(mask.view(-1, *([1] * (chosen.dim() - 1))), chosen, other)

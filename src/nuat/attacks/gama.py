@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nuat.attacks.common import check_batch, check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step, where_examples
 from nuat.projections import bernoulli_start, project_linf
 
 REFERENCES = ("clean", "start")
@@ -86,12 +86,11 @@ def gama_pgd(
                 probs = torch.softmax(logits, dim=1)
                 objective = softmax_margin(probs, labels) + weight * (probs - ref).pow(2).sum(1)
                 (grad,) = torch.autograd.grad(objective.sum(), z_in)
-        newly = fooled & robust
-        best[newly] = x_adv[newly].detach()
+        best = where_examples(fooled & robust, x_adv.detach(), best)
         robust &= ~fooled
         if grad is None:
             break
         size = gama_step_size(step, initial, drops, drop_factor)
         x_adv = project_linf(sign_step(x_adv, grad, size), inputs, eps)
-    best[robust] = x_adv[robust].detach()
+    best = where_examples(robust, x_adv.detach(), best)
     return best.detach()

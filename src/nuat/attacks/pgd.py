@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_batch, check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step, where_examples
 from nuat.losses import margin_loss
 from nuat.projections import project_linf, random_uniform_start
 
@@ -80,8 +80,7 @@ def pgd_trace(
             grad = None
             if step < steps:
                 (grad,) = torch.autograd.grad(objective(logits), z_in)
-        newly = fooled & robust
-        best[newly] = x_adv[newly].detach()
+        best = where_examples(fooled & robust, x_adv.detach(), best)
         robust &= ~fooled
         if step in wanted:
             out[step] = robust.clone()
@@ -90,7 +89,7 @@ def pgd_trace(
         if grad is None:
             break
         x_adv = project_linf(sign_step(x_adv, grad, step_size), inputs, eps)
-    best[robust] = x_adv[robust].detach()
+    best = where_examples(robust, x_adv.detach(), best)
     return best.detach(), out
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_batch, check_steps, sign_step
+from nuat.attacks.common import check_batch, check_steps, sign_step, where_examples
 from nuat.projections import project_linf, random_uniform_start
 
 LOSSES = ("margin", "ce")
@@ -80,17 +80,18 @@ def targeted_pgd(
         objective = _targeted_objective(loss, y0, t0)
         x_adv = random_uniform_start(x0, eps, generator) if random_start else x0.detach().clone()
         alive = torch.ones(idx.numel(), dtype=torch.bool, device=inputs.device)
+        best = x_adv.detach().clone()
         for step in range(steps + 1):
             with torch.enable_grad():
                 z_in = x_adv.detach().requires_grad_(True)
                 logits = model(z_in)
                 fooled = (logits.argmax(1) != y0) & alive
                 grad = torch.autograd.grad(objective(logits), z_in)[0] if step < steps else None
-            result[idx[fooled]] = x_adv[fooled].detach()
+            best = where_examples(fooled, x_adv.detach(), best)
             alive &= ~fooled
             if grad is None:
                 break
             x_adv = project_linf(sign_step(x_adv, grad, size), x0, eps)
-        result[idx[alive]] = x_adv[alive].detach()
-        robust[idx[~alive]] = False
+        result[idx] = where_examples(alive, x_adv.detach(), best)
+        robust[idx] = alive  # every example of idx was robust before this target's run
     return result
