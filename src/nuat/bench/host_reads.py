@@ -36,12 +36,15 @@ MASK_INDEX_OPS = frozenset({"index", "index_put", "index_put_", "_index_put_impl
 COPY_OPS = frozenset({"_to_copy", "copy_"})
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+#: the folder that holds the ``nuat`` package: calling lines inside it read ``nuat/...``, installed or not
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass(frozen=True)
 class HostRead:
-    """One host read: the operator, its kind (``value``, ``shape``, ``solver``, ``copy``) and ``where``, the
-    innermost calling line outside torch and this module (``path:line function``)."""
+    """One host read: the operator, its kind (``value``, ``shape``, ``solver``, ``copy``) and
+    ``where``, the innermost calling line outside torch and this module (``path:line function``;
+    the path relative to the folder holding the ``nuat`` package where it lies below it)."""
 
     op: str
     kind: str
@@ -86,9 +89,9 @@ def _blocking_cross_device_copy(op: str, args: tuple, kwargs: dict) -> bool:
 def _caller() -> str:
     here = os.path.abspath(__file__)
     for frame in reversed(traceback.extract_stack()):
-        path = os.path.abspath(frame.filename)
+        path = frame.filename if frame.filename.startswith("<") else os.path.abspath(frame.filename)
         if path != here and not path.startswith(_TORCH_DIR):
-            short = path.split(f"{os.sep}src{os.sep}")[-1]
+            short = os.path.relpath(path, _PACKAGE_PARENT) if path.startswith(_PACKAGE_PARENT + os.sep) else path
             return f"{short}:{frame.lineno} {frame.name}"
     return "?"
 
