@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nuat.projections import check_linf
+
 
 def tiny_cnn(seed=0, batchnorm=True, train=False):
     """A 1-channel 8x8 CNN with 10 classes (BatchNorm optional), in eval mode unless ``train``."""
@@ -28,8 +30,6 @@ def edge_batch(seed=0, n=16):
 def check_attack_on_edge_batch(attack, eps):
     """Run ``attack(model, x, y, eps)`` on ``tiny_cnn`` and ``edge_batch``: its output must lie in
     the eps-ball around the images and in the [0, 1] box, with their shape and dtype."""
-    from nuat.projections import check_linf
-
     x, y = edge_batch()
     x_adv = attack(tiny_cnn(), x, y, eps)
     check_linf(x_adv, x, eps)
