@@ -2,8 +2,10 @@
 # Seed check of the baselines table's outliers: train METHODS again with another seed (run_all.sh
 # with SEED, same recipe) into runs/baselines-seeds/s<seed>/<method>, evaluate them with
 # eval_all.sh, and print a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100,
-# GAMA-PGD-100, AutoAttack, images that only the black-box Square stage broke).
-#   scripts/baselines/seed_check.sh 1 > /dev/null && scripts/baselines/seed_check.sh 2 > results/baselines/seed_check.md
+# GAMA-PGD-100, AutoAttack, images that only the black-box Square stage broke), with a mean row per
+# method. results/baselines/seed_check.md came from (the two seeds may run side by side first):
+#   M="nuat-h nuat gat pgd-at"; scripts/baselines/seed_check.sh 1 $M > /dev/null
+#   scripts/baselines/seed_check.sh 2 $M > results/baselines/seed_check.md
 #
 # Usage: scripts/baselines/seed_check.sh SEED [METHODS...]   (default methods: nuat-h nuat)
 #   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds)
@@ -33,6 +35,7 @@ for m in methods:
     found = [(0, f"{base}/{m}")]
     found += [(int(run.split("/")[-2][1:]), run) for run in glob.glob(f"{runs}/s*/{m}")]
     found = [(seed, run) for seed, run in found if os.path.exists(reported(run))]
+    sums = {}  # attack -> accuracies over this method's seeds, for the mean row
     for seed, run in sorted(found):
         result = json.load(open(reported(run)))
         trained.add(json.load(open(f"{run}/config.json"))["commit"])
@@ -44,8 +47,15 @@ for m in methods:
         square = comps["fab-t"] - comps["square"] if comps else "-"
         acc = lambda k: f"{100 * rows[k]['accuracy']:.1f}" if k in rows else "-"
         n = rows["clean"]["n"] if "clean" in rows else "-"
+        for k in ("clean", "pgd-100", "gama-pgd-100", "aa"):
+            if k in rows:
+                sums.setdefault(k, []).append(100 * rows[k]["accuracy"])
         table.append(f"| {m} | {seed} | {acc('clean')} ({n}) | {acc('pgd-100')} | {acc('gama-pgd-100')} | "
                      f"{acc('aa')} ({aa['n'] if aa else '-'}) | {square} |")
+    if len(found) > 1:
+        mean = lambda k: f"{sum(sums[k]) / len(sums[k]):.1f}" if len(sums.get(k, [])) == len(found) else "-"
+        table.append(f"| {m} | mean of {len(found)} | {mean('clean')} | {mean('pgd-100')} | "
+                     f"{mean('gama-pgd-100')} | {mean('aa')} | |")
 print(f"# Seed check: {', '.join(methods)}, Fashion-MNIST recipe of run_all.sh, seeds 0-{last_seed}")
 print()
 print(f"Written by `scripts/baselines/seed_check.sh {last_seed}` after it trained and evaluated the other seeds; "
