@@ -2,9 +2,9 @@
 # nuat sanity (the gradient-masking checks) on GAT's seed-check runs: seed 2, whose AutoAttack
 # (43.8%) lies 23 points under its PGD-100 (66.8%) in results/baselines/seed_check.md, and seed 0,
 # the same recipe without that gap, as the control. Reports go to results/baselines/sanity/
-# gat-s<seed>/best (sanity.md, sanity.json, loss_surface.png; the command's output in gat-s<seed>/sanity.log). The two run side by side, one
-# thread each (about 8 minutes on this project's 2-core CPU). Exit code 0 whatever the checks say:
-# a FLAG is a result here.
+# gat-s<seed>/best (sanity.md, sanity.json, loss_surface.png), the command's output to
+# gat-s<seed>/sanity.log. The two run side by side, one thread each (a few minutes on this
+# project's 2-core CPU). Exit code 0 whatever the checks say: a FLAG is a result here.
 #
 # Usage: scripts/baselines/sanity_gat_seeds.sh
 #   env: DATA (default ../shared/data), NUAT (default nuat), N (default 500 test images)

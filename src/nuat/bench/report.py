@@ -135,7 +135,7 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
 
 def _host_reads(m: dict[str, Any]) -> str:
     """``nuat/fp32 1.50 (solver _linalg_svd at nuat/losses.py:157 ... 1.50)``: total, then each site."""
-    sites = ", ".join(f"{site} {count:.2f}" for site, count in m.get("host_reads", {}).items())
+    sites = ", ".join(f"{site} {count:.2f}" for site, count in m["host_reads"].items())
     return f"{m['method']}/{m['variant']} {m['host_reads_per_iteration']:.2f}" + (f" ({sites})" if sites else "")
 
 

@@ -35,8 +35,9 @@ def add_parser(sub: Any) -> None:
                    help="also time the training data loader alone (file data sets: per decode-thread count)")
     p.add_argument("--decode-threads", metavar="N[,N...]",
                    help="with --loader on file data sets: decode-thread counts to time besides 1 and the default")
-    p.add_argument("--check-syncs", action="store_true", help="count host reads per iteration (operators that wait for a device value; any device) "
-                   "and, on CUDA, host synchronisations")
+    p.add_argument("--check-syncs", action="store_true",
+                   help="count host reads per iteration (operators that wait for a device value; any device) "
+                        "and, on CUDA, host synchronisations")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile N more iterations of each method (torch.profiler): device busy "
                         "time and kernels on CUDA, ATen calls, top operators (default 0: off)")

@@ -64,7 +64,8 @@ register_dataset(DatasetSpec(
     "cifar10", 10, (3, 32, 32), "crop-flip", "8/255",
     lambda folder, split, image_size=None, class_list=None: load_cifar10(folder, split),
     lambda folder, split=None: cifar_folder(folder, "cifar-10-batches-bin", CIFAR10_FILES, split) is not None,
-    {"train": "cifar-10-batches-bin/data_batch_1.bin to data_batch_5.bin", "test": "cifar-10-batches-bin/test_batch.bin"},
+    {"train": "cifar-10-batches-bin/data_batch_1.bin to data_batch_5.bin",
+     "test": "cifar-10-batches-bin/test_batch.bin"},
     partial(dl.download_archive, source=dl.CIFAR10)))
 register_dataset(DatasetSpec(
     "cifar100", 100, (3, 32, 32), "crop-flip", "8/255",
