@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Seed check of the baselines table's outliers: train METHODS again with another seed (run_all.sh
-# with SEED, same recipe) into runs/baselines-seeds/s<seed>/<method>, evaluate them with
-# eval_all.sh, and print a Markdown table of all seeds, seed 0 from runs/baselines (clean, PGD-100,
-# GAMA-PGD-100, AutoAttack, images that only the black-box Square stage broke), with a mean row per
-# method. results/baselines/seed_check.md came from (the two seeds may run side by side first):
-#   M="nuat-h nuat gat pgd-at"; scripts/baselines/seed_check.sh 1 $M > /dev/null
+# Seed check of the baselines table: train METHODS again with another seed (run_all.sh with SEED,
+# same recipe) into runs/baselines-seeds/s<seed>/<method>, evaluate them with eval_all.sh, and
+# print Markdown tables of all seeds, seed 0 from runs/baselines (BASE): the means over seeds with
+# AutoAttack's range, then every run (clean, PGD-100, GAMA-PGD-100, AutoAttack, images that only
+# the black-box Square stage broke) with a mean row per method.
+# results/baselines/seed_check.md came from (the two seeds may run side by side first):
+#   M="fbf gat nuat-h nuat nuat-wa nuat2 nuat2-wa pgd-at trades"
+#   scripts/baselines/seed_check.sh 1 $M > /dev/null
 #   scripts/baselines/seed_check.sh 2 $M > results/baselines/seed_check.md
 #
 # Usage: scripts/baselines/seed_check.sh SEED [METHODS...]   (default methods: nuat-h nuat)
-#   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds)
+#   env: DATA (default ../shared/data), NUAT (default nuat), RUNS (default runs/baselines-seeds),
+#        BASE (seed 0's runs, default runs/baselines)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
@@ -28,7 +31,7 @@ scripts/baselines/eval_all.sh "${dirs[@]}" > /dev/null
 python3 - "$RUNS" "${BASE:-runs/baselines}" "$seed" $methods <<'PY'
 import glob, json, os, sys
 runs, base, last_seed, methods = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-table, trained, evaluated, machines = [], set(), set(), set()
+table, summary, trained, evaluated, machines = [], [], set(), set(), set()
 for m in methods:
     # the reported checkpoint's evaluation only, chosen as eval_all.sh does (best-ema where kept)
     reported = lambda run: f"{run}/eval/{'best-ema' if os.path.exists(f'{run}/best-ema.safetensors') else 'best'}/eval.json"
@@ -56,6 +59,8 @@ for m in methods:
         mean = lambda k: f"{sum(sums[k]) / len(sums[k]):.1f}" if len(sums.get(k, [])) == len(found) else "-"
         table.append(f"| {m} | mean of {len(found)} | {mean('clean')} | {mean('pgd-100')} | "
                      f"{mean('gama-pgd-100')} | {mean('aa')} | |")
+        reach = lambda k: f"{min(sums[k]):.1f}-{max(sums[k]):.1f}" if len(sums.get(k, [])) == len(found) else "-"
+        summary.append(f"| {m} | {len(found)} | {mean('clean')} | {mean('pgd-100')} | {mean('aa')} | {reach('aa')} |")
 print(f"# Seed check: {', '.join(methods)}, Fashion-MNIST recipe of run_all.sh, seeds 0-{last_seed}")
 print()
 print(f"Written by `scripts/baselines/seed_check.sh {last_seed}` after it trained and evaluated the other seeds; "
@@ -63,6 +68,15 @@ print(f"Written by `scripts/baselines/seed_check.sh {last_seed}` after it traine
       f"Machine: {'; '.join(sorted(machines))}. Trained at: {', '.join(sorted(trained))}. "
       f"Evaluated at: {', '.join(sorted(evaluated))}.")
 print()
+if summary:
+    print("## Means over seeds")
+    print()
+    print("| method | seeds | clean | PGD-100 | AA | AA range over seeds |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(summary))
+    print()
+    print("## Every run")
+    print()
 print("| method | seed | clean (n) | PGD-100 | GAMA-PGD-100 | AA (n) | images only Square broke |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 print("\n".join(table))
