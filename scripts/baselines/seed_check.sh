@@ -5,7 +5,8 @@
 # AutoAttack's range, then every run (clean, PGD-100, GAMA-PGD-100, AutoAttack, images that only
 # the black-box Square stage broke) with a mean row per method.
 # results/baselines/seed_check.md came from (the two seeds may run side by side first):
-#   M="erm fgsm-at rfgsm-at fbf gat gat-wa nuat-h nuat-wa-h nuat nuat-wa nuat2 nuat2-wa pgd-at trades awp"
+#   M="erm fgsm-at rfgsm-at fbf gat gat-wa nuat-h nuat-wa-h nuat nuat-wa nuat2 nuat2-wa pgd-at"
+#   M="$M pgd-at-wa trades awp"
 #   scripts/baselines/seed_check.sh 1 $M > /dev/null
 #   scripts/baselines/seed_check.sh 2 $M > results/baselines/seed_check.md
 #
