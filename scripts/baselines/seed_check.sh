@@ -57,10 +57,12 @@ for m in methods:
         table.append(f"| {m} | {seed} | {acc('clean')} ({n}) | {acc('pgd-100')} | {acc('gama-pgd-100')} | "
                      f"{acc('aa')} ({aa['n'] if aa else '-'}) | {square} |")
     if len(found) > 1:
-        mean = lambda k: f"{sum(sums[k]) / len(sums[k]):.1f}" if len(sums.get(k, [])) == len(found) else "-"
+        # an attack missing on some seed gets "-", not a mean over fewer seeds
+        every = {k: v for k, v in sums.items() if len(v) == len(found)}
+        mean = lambda k: f"{sum(every[k]) / len(every[k]):.1f}" if k in every else "-"
+        reach = lambda k: f"{min(every[k]):.1f}-{max(every[k]):.1f}" if k in every else "-"
         table.append(f"| {m} | mean of {len(found)} | {mean('clean')} | {mean('pgd-100')} | "
                      f"{mean('gama-pgd-100')} | {mean('aa')} | |")
-        reach = lambda k: f"{min(sums[k]):.1f}-{max(sums[k]):.1f}" if len(sums.get(k, [])) == len(found) else "-"
         summary.append(f"| {m} | {len(found)} | {mean('clean')} | {mean('pgd-100')} | {mean('aa')} | {reach('aa')} |")
 print(f"# Seed check: {', '.join(methods)}, Fashion-MNIST recipe of run_all.sh, seeds 0-{last_seed}")
 print()
