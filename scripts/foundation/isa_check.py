@@ -1,0 +1,94 @@
+"""Does the README's main job reproduce the committed run bit for bit on this CPU?
+
+Trains the README's NuAT run (Fashion-MNIST, small-cnn, eps 0.1, 8 epochs, batch 128, seed 0, torch's
+default thread count) twice in fresh processes: with torch's CPU kernels as this machine picks them,
+and with their instruction set capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2`` for ATen's vectorised
+kernels, ``ONEDNN_MAX_CPU_ISA=AVX2`` for oneDNN's convolutions). Each run's ``metrics.jsonl`` is
+compared with the committed ``results/foundation/fashion-mnist-nuat-metrics.jsonl`` (trained on an
+AVX2 machine), time fields aside, and a Markdown table goes to stdout: which fields differ, from
+which epoch, and each run's test numbers. Exit 0 if some setting reproduced it, else 1.
+
+A finished run (summary.json present) is reused. About 3.5 min per run on 2 cores.
+
+Usage: python scripts/foundation/isa_check.py [--data-dir ../shared/data] [--out runs/isa-check]
+       [--nuat .venv/bin/nuat]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "baselines"))
+from compare_runs import TIME_FIELDS, _metrics_differences, _same  # noqa: E402
+
+REFERENCE = ROOT / "results" / "foundation" / "fashion-mnist-nuat-metrics.jsonl"
+#: the README's first command, as trained by scripts/foundation/train_fashion_variants.sh
+TRAIN = ["train", "--dataset", "fashion-mnist", "--model", "small-cnn", "--method", "nuat", "--eps", "0.1",
+         "--epochs", "8", "--batch-size", "128", "--seed", "0", "--no-progress", "--overwrite"]
+SETTINGS = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+
+
+def first_differing_epoch(a: Path, b: Path) -> int | None:
+    """The first epoch whose metrics (time fields aside) differ between two metrics.jsonl files."""
+    rows_a = [json.loads(line) for line in a.read_text().splitlines()]
+    rows_b = [json.loads(line) for line in b.read_text().splitlines()]
+    for ra, rb in zip(rows_a, rows_b):
+        if ra.keys() != rb.keys() or any(not _same(ra[k], rb[k]) for k in ra if k not in TIME_FIELDS):
+            return ra.get("epoch")
+    return None if len(rows_a) == len(rows_b) else min(len(rows_a), len(rows_b)) + 1
+
+
+def train(nuat: str, data_dir: str, out: Path, caps: dict[str, str]) -> None:
+    if (out / "summary.json").exists():
+        return
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    print(f"isa_check: training {out} ({' '.join(f'{k}={v}' for k, v in caps.items()) or 'no caps'})",
+          file=sys.stderr)
+    subprocess.run([nuat, *TRAIN, "--data-dir", data_dir, "--out", str(out)], env={**env, **caps}, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("NUAT_DATA", "../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("runs/isa-check"))
+    parser.add_argument("--nuat", default=str(Path(sys.executable).with_name("nuat")))
+    args = parser.parse_args(argv)
+    if not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a folder; give the folder holding fashion-mnist/")
+    rows, commits, reproduced = [], set(), False
+    for name, caps in SETTINGS.items():
+        run = args.out / name
+        train(args.nuat, args.data_dir, run, caps)
+        summary = json.loads((run / "summary.json").read_text())
+        commits.add(summary["commit"])
+        differ = _metrics_differences(REFERENCE, run / "metrics.jsonl")
+        first = first_differing_epoch(REFERENCE, run / "metrics.jsonl")
+        reproduced |= not differ
+        best = summary["test"]["best"]
+        rows.append(f"| {name} | {' '.join(f'`{k}={v}`' for k, v in caps.items()) or '(none)'} | {summary['machine']} | "
+                    f"{'identical' if not differ else f'differ from epoch {first}: ' + ', '.join(sorted(differ))} | "
+                    f"{best['epoch']} | {100 * best['clean_acc']:.1f} | {100 * best['pgd100_acc']:.1f} |")
+    print("# The README's NuAT run against the committed one, per instruction set\n")
+    print(f"Reference: `{REFERENCE.relative_to(ROOT)}`, the `metrics.jsonl` of the `nuat` row of "
+          "`results/foundation/fashion-mnist-variants.md` (its test numbers are in that row).\n")
+    print("| setting | caps | machine (from the run's summary.json) | metrics.jsonl vs reference (time fields aside) "
+          "| best epoch | test clean % | test PGD-100 % |")
+    print("|---|---|---|---|---:|---:|---:|")
+    print("\n".join(rows))
+    print(f"\nTrained at commit {', '.join(sorted(commits))}. Command: `python scripts/foundation/isa_check.py "
+          f"--data-dir {args.data_dir}`.")
+    return 0 if reproduced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
