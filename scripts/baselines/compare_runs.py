@@ -29,13 +29,13 @@ def _weights_equal(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-def _same(x: object, y: object) -> bool:
+def same_value(x: object, y: object) -> bool:
     if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
         return True
     return x == y
 
 
-def _metrics_differences(a: Path, b: Path) -> set[str]:
+def metrics_differences(a: Path, b: Path) -> set[str]:
     """The metrics.jsonl fields (time fields aside) whose values differ in some epoch; a field
     present in only one file, or a different epoch count, counts as a difference."""
     rows_a = [json.loads(line) for line in a.read_text().splitlines()]
@@ -43,7 +43,7 @@ def _metrics_differences(a: Path, b: Path) -> set[str]:
     differ = set() if len(rows_a) == len(rows_b) else {"epochs"}
     for ra, rb in zip(rows_a, rows_b):
         differ |= ra.keys() ^ rb.keys()
-        differ |= {k for k in ra.keys() & rb.keys() if k not in TIME_FIELDS and not _same(ra[k], rb[k])}
+        differ |= {k for k in ra.keys() & rb.keys() if k not in TIME_FIELDS and not same_value(ra[k], rb[k])}
     return differ
 
 
@@ -59,7 +59,7 @@ def compare(old: Path, new: Path) -> tuple[str, bool]:
     """(Markdown row, whether everything compared is equal) for one method's two run folders."""
     checkpoints = sorted(p.name for p in old.glob("*.safetensors") if (new / p.name).exists())
     weights = all(_weights_equal(old / c, new / c) for c in checkpoints) if checkpoints else None
-    differ = _metrics_differences(old / "metrics.jsonl", new / "metrics.jsonl")
+    differ = metrics_differences(old / "metrics.jsonl", new / "metrics.jsonl")
     evals = sorted(p.relative_to(old) for p in old.glob("eval/*/eval.json") if (new / p.relative_to(old)).exists())
     evals_equal = all(_eval_rows(old / e) == _eval_rows(new / e) for e in evals) if evals else None
     ok = weights is not False and not differ and evals_equal is not False

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "baselines"))
-from compare_runs import TIME_FIELDS, _metrics_differences, _same  # noqa: E402
+from compare_runs import TIME_FIELDS, metrics_differences, same_value  # noqa: E402
 
 REFERENCE = ROOT / "results" / "foundation" / "fashion-mnist-nuat-metrics.jsonl"
 #: the README's first command, as trained by scripts/foundation/train_fashion_variants.sh
@@ -42,7 +42,7 @@ def first_differing_epoch(a: Path, b: Path) -> int | None:
     rows_a = [json.loads(line) for line in a.read_text().splitlines()]
     rows_b = [json.loads(line) for line in b.read_text().splitlines()]
     for ra, rb in zip(rows_a, rows_b):
-        if ra.keys() != rb.keys() or any(not _same(ra[k], rb[k]) for k in ra if k not in TIME_FIELDS):
+        if ra.keys() != rb.keys() or any(not same_value(ra[k], rb[k]) for k in ra if k not in TIME_FIELDS):
             return ra.get("epoch")
     return None if len(rows_a) == len(rows_b) else min(len(rows_a), len(rows_b)) + 1
 
@@ -71,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         train(args.nuat, args.data_dir, run, caps)
         summary = json.loads((run / "summary.json").read_text())
         commits.add(summary["commit"])
-        differ = _metrics_differences(REFERENCE, run / "metrics.jsonl")
+        differ = metrics_differences(REFERENCE, run / "metrics.jsonl")
         first = first_differing_epoch(REFERENCE, run / "metrics.jsonl")
         reproduced |= not differ
         best = summary["test"]["best"]
-        rows.append(f"| {name} | {' '.join(f'`{k}={v}`' for k, v in caps.items()) or '(none)'} | {summary['machine']} | "
-                    f"{'identical' if not differ else f'differ from epoch {first}: ' + ', '.join(sorted(differ))} | "
+        settings = " ".join(f"`{k}={v}`" for k, v in caps.items()) or "(none)"
+        found = "identical" if not differ else f"differ from epoch {first}: " + ", ".join(sorted(differ))
+        rows.append(f"| {name} | {settings} | {summary['machine']} | {found} | "
                     f"{best['epoch']} | {100 * best['clean_acc']:.1f} | {100 * best['pgd100_acc']:.1f} |")
     print("# The README's NuAT run against the committed one, per instruction set\n")
     print(f"Reference: `{REFERENCE.relative_to(ROOT)}`, the `metrics.jsonl` of the `nuat` row of "
