@@ -14,7 +14,8 @@
 #      inductor cache -> benchmarks/cpu/compile-first-epoch.md
 #
 # env: DATA (default ../shared/data), NUAT (default nuat), STEPS (5), TRIALS (10), STAGES (default
-# "malloc bf16 threads2 compile").
+# "malloc bf16 threads2 compile"), SUFFIX (appended to the report names of 1-3, e.g. -epyc-avx512
+# for another CPU type; default none).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
@@ -29,13 +30,13 @@ for stage in ${STAGES:-malloc bf16 threads2 compile}; do
     malloc)
       NUAT_KEEP_FREED_MEMORY=0 $NUAT bench --methods erm,nuat "${COMMON[@]}" \
         --title "nuat bench: CPU, glibc's default malloc (NUAT_KEEP_FREED_MEMORY=0)" \
-        --out benchmarks/cpu/mnist-small-cnn-b128-malloc-default ;;
+        --out "benchmarks/cpu/mnist-small-cnn-b128-malloc-default${SUFFIX:-}" ;;
     bf16)
       $NUAT bench --methods erm,nuat --variants fp32,bf16 "${COMMON[@]}" \
-        --title "nuat bench: CPU, fp32 against bf16 autocast" --out benchmarks/cpu/mnist-small-cnn-b128-bf16 ;;
+        --title "nuat bench: CPU, fp32 against bf16 autocast" --out "benchmarks/cpu/mnist-small-cnn-b128-bf16${SUFFIX:-}" ;;
     threads2)
       $NUAT bench --methods erm,nuat,pgd-at "${SHAPE[@]}" --threads 2 --clock wall \
-        --title "nuat bench: CPU, torch threads 2" --out benchmarks/cpu/mnist-small-cnn-b128-threads2 ;;
+        --title "nuat bench: CPU, torch threads 2" --out "benchmarks/cpu/mnist-small-cnn-b128-threads2${SUFFIX:-}" ;;
     compile)
       tmp=$(mktemp -d)
       trap 'rm -rf "$tmp"' EXIT
