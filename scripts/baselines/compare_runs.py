@@ -35,16 +35,22 @@ def same_value(x: object, y: object) -> bool:
     return x == y
 
 
-def metrics_differences(a: Path, b: Path) -> set[str]:
-    """The metrics.jsonl fields (time fields aside) whose values differ in some epoch; a field
-    present in only one file, or a different epoch count, counts as a difference."""
+def epoch_differences(a: Path, b: Path) -> list[set[str]]:
+    """Per line of two metrics.jsonl files (one epoch each), the fields (time fields aside) whose
+    values differ or that only one line has; a line that only the longer file has differs in
+    ``"epochs"``."""
     rows_a = [json.loads(line) for line in a.read_text().splitlines()]
     rows_b = [json.loads(line) for line in b.read_text().splitlines()]
-    differ = set() if len(rows_a) == len(rows_b) else {"epochs"}
-    for ra, rb in zip(rows_a, rows_b):
-        differ |= ra.keys() ^ rb.keys()
-        differ |= {k for k in ra.keys() & rb.keys() if k not in TIME_FIELDS and not same_value(ra[k], rb[k])}
-    return differ
+    differ = [(ra.keys() ^ rb.keys()) | {k for k in ra.keys() & rb.keys()
+                                         if k not in TIME_FIELDS and not same_value(ra[k], rb[k])}
+              for ra, rb in zip(rows_a, rows_b)]
+    return differ + [{"epochs"}] * abs(len(rows_a) - len(rows_b))
+
+
+def metrics_differences(a: Path, b: Path) -> set[str]:
+    """The metrics.jsonl fields (time fields aside) whose values differ in some epoch; a field
+    present in only one file, or a different epoch count (``"epochs"``), counts as a difference."""
+    return set().union(*epoch_differences(a, b))
 
 
 def _eval_rows(path: Path) -> dict[str, tuple[int, float]]:

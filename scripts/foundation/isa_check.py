@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "baselines"))
-from compare_runs import TIME_FIELDS, metrics_differences, same_value  # noqa: E402
+from compare_runs import epoch_differences  # noqa: E402
 
 REFERENCE = ROOT / "results" / "foundation" / "fashion-mnist-nuat-metrics.jsonl"
 #: the README's first command, as trained by scripts/foundation/train_fashion_variants.sh
@@ -37,14 +37,14 @@ SETTINGS = {
 }
 
 
+def _first_differing(per_epoch: list[set[str]]) -> int | None:
+    return next((epoch for epoch, fields in enumerate(per_epoch, 1) if fields), None)
+
+
 def first_differing_epoch(a: Path, b: Path) -> int | None:
-    """The first epoch whose metrics (time fields aside) differ between two metrics.jsonl files."""
-    rows_a = [json.loads(line) for line in a.read_text().splitlines()]
-    rows_b = [json.loads(line) for line in b.read_text().splitlines()]
-    for ra, rb in zip(rows_a, rows_b):
-        if ra.keys() != rb.keys() or any(not same_value(ra[k], rb[k]) for k in ra if k not in TIME_FIELDS):
-            return ra.get("epoch")
-    return None if len(rows_a) == len(rows_b) else min(len(rows_a), len(rows_b)) + 1
+    """The first epoch (1-based line) whose metrics (time fields aside) differ between two
+    metrics.jsonl files, None where none does."""
+    return _first_differing(epoch_differences(a, b))
 
 
 def train(nuat: str, data_dir: str, out: Path, caps: dict[str, str]) -> None:
@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         train(args.nuat, args.data_dir, run, caps)
         summary = json.loads((run / "summary.json").read_text())
         commits.add(summary["commit"])
-        differ = metrics_differences(REFERENCE, run / "metrics.jsonl")
-        first = first_differing_epoch(REFERENCE, run / "metrics.jsonl")
+        per_epoch = epoch_differences(REFERENCE, run / "metrics.jsonl")
+        differ = set().union(*per_epoch)
+        first = _first_differing(per_epoch)
         reproduced |= not differ
         best = summary["test"]["best"]
         settings = " ".join(f"`{k}={v}`" for k, v in caps.items()) or "(none)"
