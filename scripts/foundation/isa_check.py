@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nuat", default=str(Path(sys.executable).with_name("nuat")))
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
-        parser.error(f"--data-dir {args.data_dir} is not a folder; give the folder holding fashion-mnist/")
+        print(f"isa_check.py: error: --data-dir {args.data_dir} is not a folder; give the folder holding "
+              "fashion-mnist/", file=sys.stderr)
+        return 2
     rows, commits, reproduced = [], set(), False
     for name, caps in SETTINGS.items():
         run = args.out / name

@@ -48,3 +48,11 @@ def test_first_differing_epoch(tmp_path):
     b.write_text('{"epoch": 1, "loss": 1.0, "seconds": 9}\n{"epoch": 2, "loss": 0.6}\n')
     assert isa_check.first_differing_epoch(a, b) == 2
     assert isa_check.first_differing_epoch(a, a) is None
+
+
+def test_a_data_dir_that_is_not_a_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    isa_check = load_script("scripts/foundation/isa_check.py")
+    assert isa_check.main(["--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a folder" in err[0]
+    assert not any(tmp_path.iterdir())  # nothing written
