@@ -5,6 +5,8 @@
 # runs + nuat eval). Each stage fits one device command (< 10 min on an H100):
 #
 #   benchmarks/gpu/run_gpu_bench.sh env       # GPU, torch, decode cifar10-jpeg into the cache
+#   benchmarks/gpu/run_gpu_bench.sh tests     # the nuclear-norm backends' value and gradient tests,
+#                                             # on the CPU and the GPU (needs pytest importable)
 #   benchmarks/gpu/run_gpu_bench.sh bench     # ERM, NuAT, PGD-AT x {fp32, fast}, interleaved
 #   benchmarks/gpu/run_gpu_bench.sh flags     # the same methods under each eager flag alone
 #   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20
@@ -62,6 +64,9 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
     # first use decodes cifar10-jpeg once into the decode cache (NUAT_CACHE)
     $PYTHON -c "import sys, time; t = time.time(); from nuat.data import load_dataset; \
 [load_dataset('$DATASET', s, data_dir='$DATA') for s in ('train', 'test')]; print(f'decoded in {time.time() - t:.1f} s')"
+    ;;
+  tests)
+    $PYTHON -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib" -q -rs tests/bench/test_nuclear_backends.py 2>&1 | tee "$RESULTS/tests.log"
     ;;
   bench)
     $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --loader --check-syncs \
@@ -149,7 +154,7 @@ PY
     pack() { tar -czf "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" -C "$RESULTS" . \
                && mv "${OUT:-$RESULTS}/gpu-results.tar.gz.tmp" "${OUT:-$RESULTS}/gpu-results.tar.gz"; }
     if [[ -n "${OUT:-}" && "$RESULTS" == "$OUT" ]]; then RESULTS=$(mktemp -d); export RESULTS; fi
-    declare -A limits=([env]=${T_ENV:-60} [bench]=${T_BENCH:-210} [flags]=${T_FLAGS:-110} [accuracy]=${T_ACC:-170}
+    declare -A limits=([env]=${T_ENV:-60} [tests]=${T_TESTS:-60} [bench]=${T_BENCH:-210} [flags]=${T_FLAGS:-110} [accuracy]=${T_ACC:-170}
                        [wa]=${T_WA:-600})
     for name in ${STAGES:-env bench flags accuracy}; do
       limit=${limits[$name]}

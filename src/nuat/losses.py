@@ -21,9 +21,13 @@ __all__ = [
 #: ``newton-schulz``: ``sum(U V^T * D)`` with the polar factor ``U V^T`` from a fixed number of
 #: scaled Newton-Schulz steps (matrix products only: no solver call, no host synchronisation on
 #: a GPU);
+#: ``host-svd``: LAPACK's SVD of the difference copied to the host CPU in float64, with the
+#: gradient ``U V^T`` copied back (one blocking copy each way: on a GPU the small solver's kernel
+#: launches and the host synchronisation of ``gram``'s solver are replaced by microseconds of CPU
+#: work);
 #: ``auto``: ``svd`` on the CPU (fastest there, measured by ``nuat bench --nuclear``), ``gram`` on
 #: other devices (one batched solver call for all groups).
-NUCLEAR_BACKENDS = ("auto", "svd", "gram", "newton-schulz")
+NUCLEAR_BACKENDS = ("auto", "svd", "gram", "newton-schulz", "host-svd")
 
 _default_backend = "auto"
 
@@ -151,12 +155,39 @@ class _NewtonSchulzNuclear(torch.autograd.Function):
         return polar.reshape(ctx.shape).to(ctx.dtype) * grad
 
 
+class _HostSvdNuclear(torch.autograd.Function):
+    """Sum over a batch (..., M, C) of the singular values, from LAPACK's SVD of the matrices copied
+    to the host CPU in float64. Backward: ``U V^T`` per matrix (copied to the device in the
+    forward, together with the value: one copy each way), with singular values at the rank cutoff
+    left out, the minimum-norm subgradient as in ``gram``. On a GPU the matrices are tiny (512 x
+    10 floats for ResNet-18 on CIFAR-10), so the copies and the SVD take microseconds of host time,
+    where the device's solver takes several kernel launches and a synchronisation of its own."""
+
+    @staticmethod
+    def forward(ctx, d: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        host = d.detach().to("cpu").to(torch.float64)  # blocking: waits for the forward pass
+        u, s, vh = torch.linalg.svd(host, full_matrices=False)
+        keep = _pseudo_inverse_sqrt(s, host.shape[-2], host.shape[-1], d.dtype) > 0
+        polar = (u * keep.unsqueeze(-2)) @ vh
+        packed = torch.cat([polar.reshape(-1), s.sum().reshape(1)]).to(d.device, d.dtype)
+        ctx.save_for_backward(packed[:-1])
+        ctx.shape = d.shape
+        return packed[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (polar,) = ctx.saved_tensors
+        return polar.reshape(ctx.shape) * grad
+
+
 def _singular_value_sum(d: torch.Tensor, backend: str) -> torch.Tensor:
     """Sum of the singular values of every matrix in ``d`` (..., M, C)."""
     if backend == "svd":
         return torch.linalg.svdvals(d).sum()
     if backend == "gram":
         return _GramNuclear.apply(d)
+    if backend == "host-svd":
+        return _HostSvdNuclear.apply(d)
     return _NewtonSchulzNuclear.apply(d)
 
 
@@ -176,9 +207,9 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
             ``U V^T / M``, up to rounding where the difference has full rank k = min(M, C),
             repeated singular values included (``newton-schulz``: singular values above
             ``NEWTON_SCHULZ_FLOOR`` times the Frobenius norm). On a rank-deficient difference the
-            norm is not differentiable and the backends return different subgradients: ``gram``
-            and ``newton-schulz`` the minimum-norm one, ``U_r V_r^T / M`` (r = rank; singular
-            values below the rank cutoff contribute 0); ``svd`` the ``U V^T / M`` of whichever k
+            norm is not differentiable and the backends return different subgradients: ``gram``,
+            ``newton-schulz`` and ``host-svd`` the minimum-norm one, ``U_r V_r^T / M`` (r = rank;
+            singular values below the rank cutoff contribute 0); ``svd`` the ``U V^T / M`` of whichever k
             singular vectors LAPACK/cuSOLVER returns, i.e. ``U_r V_r^T / M`` plus a term on the
             null spaces of spectral norm up to 1/M (tests/bench/test_nuclear_backends.py).
 

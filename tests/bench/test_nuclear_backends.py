@@ -1,6 +1,7 @@
 """The nuclear-norm backends agree with the SVD reference in value, and in gradient on full-rank
-inputs, including repeated singular values; on rank-deficient and zero inputs ``gram`` and
-``newton-schulz`` give finite minimum-norm gradients (``svd`` some other valid subgradient)."""
+inputs, including repeated singular values; on rank-deficient and zero inputs ``gram``,
+``newton-schulz`` and ``host-svd`` give finite minimum-norm gradients (``svd`` some other valid
+subgradient). Where the machine has a GPU, the same checks run there too."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 from nuat.losses import NUCLEAR_BACKENDS, nuclear_backend, nuclear_norm
 
-BACKENDS = ("svd", "gram", "newton-schulz")
+BACKENDS = ("svd", "gram", "newton-schulz", "host-svd")
+DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
 def _old_nuclear_norm(a: torch.Tensor, b: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
@@ -42,20 +44,23 @@ def _uv(a: np.ndarray, rank: int | None = None) -> np.ndarray:
     return u[:, :r] @ vt[:r]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("m,c,group", [(128, 10, None), (150, 10, 64), (64, 10, 64), (3, 100, None), (70, 100, 32)])
-def test_backends_match_reference_value_and_gradient(backend, m, c, group):
+def test_backends_match_reference_value_and_gradient(backend, m, c, group, device):
     g = torch.Generator().manual_seed(m + c)
     a = torch.randn(m, c, generator=g, dtype=torch.float64) * 3
     b = torch.randn(m, c, generator=g, dtype=torch.float64)
-    ref_v, ref_g = _value_and_grad(a, b, group_size=group, backend="svd")
+    ref_v, ref_g = _value_and_grad(a, b, group_size=group, backend="svd")  # on the CPU
+    a, b = a.to(device), b.to(device)
     v, grad = _value_and_grad(a, b, group_size=group, backend=backend)
+    assert v.device == grad.device == a.device
     assert v.item() == pytest.approx(ref_v.item(), rel=1e-10)
-    torch.testing.assert_close(grad, ref_g, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(grad.cpu(), ref_g, rtol=1e-7, atol=1e-10)
     # float32 input: same answer to float32 precision
     v32, g32 = _value_and_grad(a.float(), b.float(), group_size=group, backend=backend)
     assert v32.dtype == torch.float32 and v32.item() == pytest.approx(ref_v.item(), rel=1e-5)
-    torch.testing.assert_close(g32.double(), ref_g, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g32.double().cpu(), ref_g, rtol=1e-4, atol=1e-5)
 
 
 def test_svd_backend_is_bitwise_the_previous_implementation():
@@ -86,14 +91,16 @@ def test_repeated_singular_values_gradient_is_u_vt(backend):
     np.testing.assert_allclose(grad32.double().numpy(), (q @ v.T).numpy() / 64, atol=2e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_rank_deficient_and_zero_inputs_have_finite_subgradients(backend):
+def test_rank_deficient_and_zero_inputs_have_finite_subgradients(backend, device):
     g = torch.Generator().manual_seed(2)
     q, _ = torch.linalg.qr(torch.randn(32, 10, generator=g, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))
     s = torch.tensor([2.0, 2.0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float64)  # repeated and zero
     a = (q * s) @ v.T
-    value, grad = _value_and_grad(a, torch.zeros_like(a), backend=backend)
+    value, grad = _value_and_grad(a.to(device), torch.zeros_like(a, device=device), backend=backend)
+    grad = grad.cpu()
     assert value.item() == pytest.approx(4.0 / 32, rel=1e-7)
     assert torch.isfinite(grad).all()
     uv_r = _uv(a.numpy(), rank=2) / 32
@@ -104,7 +111,7 @@ def test_rank_deficient_and_zero_inputs_have_finite_subgradients(backend):
         np.testing.assert_allclose(q[:, :2].numpy().T @ w, 0, atol=1e-9)
     else:
         np.testing.assert_allclose(grad.numpy(), uv_r, atol=1e-6)  # the minimum-norm subgradient
-    for z in (torch.zeros(8, 10), torch.zeros(8, 10, dtype=torch.float64)):
+    for z in (torch.zeros(8, 10, device=device), torch.zeros(8, 10, dtype=torch.float64, device=device)):
         value, grad = _value_and_grad(z, torch.zeros_like(z), backend=backend)
         assert value.item() == 0.0 and torch.isfinite(grad).all()
 
