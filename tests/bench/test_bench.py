@@ -483,3 +483,32 @@ def test_trials_rotate_which_unit_is_timed_first(tmp_path, monkeypatch):
     # each trial times the probe's passes once (together, in their order) and the method once
     probe = ["probe"] * len(PASS_NAMES)
     assert trials == [probe + ["erm"], ["erm"] + probe, probe + ["erm"]]
+
+
+def test_profiles_run_before_the_host_read_check(real_data_dir, monkeypatch):
+    """A compiled forward that has run under the host-read check's TorchDispatchMode runs eagerly
+    from then on, so every profile (methods and pass probes) must come before every check."""
+    import nuat.bench.runner as runner
+    from nuat.bench.host_reads import record_host_reads
+    calls = []
+
+    def record(gm, example_inputs):
+        return lambda *args: calls.append(1) or gm.forward(*args)
+
+    compiled = torch.compile(torch.nn.Linear(6, 4), backend=record, dynamic=False)
+    x = torch.randn(8, 6)
+    compiled(x)
+    record_host_reads(lambda: compiled(x))
+    compiled(x)
+    torch._dynamo.reset()
+    assert len(calls) == 1  # the torch behaviour the order guards against (torch 2.11-2.13)
+
+    events = []
+    real_profile, real_reads = runner.profile_iterations, runner.record_host_reads
+    monkeypatch.setattr(runner, "profile_iterations", lambda *a: events.append("profile") or real_profile(*a))
+    monkeypatch.setattr(runner, "record_host_reads", lambda fn: events.append("reads") or real_reads(fn))
+    cfg = BenchConfig(methods=["erm", "nuat"], data_dir=str(real_data_dir), batch_size=32, steps=1, trials=1,
+                      warmup=0, device="cpu", profile=1, check_syncs=True)
+    runner.run_bench(cfg, log=lambda line: None)
+    # 2 methods + 4 passes of the one probe, then 2 host-read checks
+    assert events == ["profile"] * (2 + 4) + ["reads"] * 2

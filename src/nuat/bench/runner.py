@@ -301,13 +301,18 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
             memory.reset()
             _iterate(t, 1)
             t.peak = memory.peak()
-            if cfg.check_syncs:
+        # profiles before the host-read check: once a compiled forward has run under that check's
+        # TorchDispatchMode, torch.compile runs it eagerly from then on (seen on CPU and CUDA with
+        # torch 2.11-2.13), and the compiled variants' profiles would describe the eager step
+        if cfg.profile:
+            for t in timed:
+                t.profile = profile_iterations(lambda u=t: _iterate(u, cfg.profile), cfg.profile, device)
+        pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
+        if cfg.check_syncs:
+            for t in timed:
                 t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
                 reads = record_host_reads(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS))
                 t.host_reads = summarize_host_reads(reads, SYNC_CHECK_ITERATIONS)
-            if cfg.profile:
-                t.profile = profile_iterations(lambda u=t: _iterate(u, cfg.profile), cfg.profile, device)
-        pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
         synchronize(device)
     return _result(cfg, device, timed, probes, started, load_before, memory.kind, pass_profiles)
 
