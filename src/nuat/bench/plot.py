@@ -8,6 +8,7 @@ no figure is drawn.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ def plot_bench(result: dict[str, Any], path: str | Path, title: str = "nuat benc
     ax.set_xlabel("ms per iteration (median; whiskers: quartiles over trials)")
     ax.set_xlim(0, max(ms[i] + high[i] for i in range(len(ms))) * 1.45)
     env = result["environment"]
-    ax.set_title(f"{title}\n{env['device']}, batch {result['config']['batch_size']}, commit {env['commit'][:7]}",
+    # over the whole figure, wrapped: above the axes alone a long title runs past the figure's
+    # right edge once the variant names make the row labels wide
+    heading = textwrap.fill(title, 100)
+    fig.suptitle(f"{heading}\n{env['device']}, batch {result['config']['batch_size']}, commit {env['commit'][:7]}",
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -29,7 +29,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--variants", default="fp32",
                    help="comma-separated variants, each names joined by '+': fp32, bf16, channels-last, compile, "
                         "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64), "
-                        "nuclear-B (nuclear-norm backend B: svd, gram, newton-schulz); default fp32 (the faithful step)")
+                        "nuclear-B (nuclear-norm backend B: svd, gram, newton-schulz, host-svd); "
+                        "default fp32 (the faithful step)")
     p.add_argument("--nuclear", action="store_true", help="also time the nuclear-norm backends")
     p.add_argument("--loader", action="store_true",
                    help="also time the training data loader alone (file data sets: per decode-thread count)")

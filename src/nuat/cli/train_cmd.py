@@ -80,7 +80,8 @@ def add_parser(sub: Any) -> None:
                    "plus --nuclear-group-size 64 for the NuAT family unless given")
     f.add_argument("--nuclear-backend", choices=NUCLEAR_BACKENDS, default="auto",
                    help="how the nuclear norm's singular values are computed: same value and gradient, "
-                        "different speed (default auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync)")
+                        "different speed (default auto: svd on a CPU, gram elsewhere; newton-schulz has no host sync; "
+                        "host-svd computes on the host CPU)")
     p.set_defaults(run=run)
     OPTION_DEFAULTS.update(vars(p.parse_args([])))
 
