@@ -12,9 +12,9 @@
 #   benchmarks/gpu/run_gpu_bench.sh accuracy  # NuAT fp32 vs --fast: E epochs each + PGD-20
 #   benchmarks/gpu/run_gpu_bench.sh wa        # NuAT-WA --fast, WA_EPOCHS epochs (default 100),
 #                                             # then clean, PGD-100 and AutoAttack on N images
-#   benchmarks/gpu/run_gpu_bench.sh lease     # the first four in one command, each under a time limit
-#                                             # (T_ENV, T_BENCH, T_FLAGS, T_ACC seconds; STAGES
-#                                             # picks some, in order), results
+#   benchmarks/gpu/run_gpu_bench.sh lease     # env bench flags accuracy in one command, each under a
+#                                             # time limit (T_ENV, T_TESTS, T_BENCH, T_FLAGS, T_ACC,
+#                                             # T_WA seconds; STAGES picks some, in order), results
 #                                             # packed into $OUT/gpu-results.tar.gz after each
 #
 # env: DATA (default: $NUAT_DATA, else ../shared/data, else /work/shared/data), NUAT (default:

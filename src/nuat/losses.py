@@ -22,9 +22,9 @@ __all__ = [
 #: scaled Newton-Schulz steps (matrix products only: no solver call, no host synchronisation on
 #: a GPU);
 #: ``host-svd``: LAPACK's SVD of the difference copied to the host CPU in float64, with the
-#: gradient ``U V^T`` copied back (one blocking copy each way: on a GPU the small solver's kernel
-#: launches and the host synchronisation of ``gram``'s solver are replaced by microseconds of CPU
-#: work);
+#: gradient ``U V^T`` copied back (on a GPU: one blocking copy each way and a CPU SVD of a few
+#: thousand numbers instead of the device solver's kernels; on an H200 no faster than ``gram``
+#: inside a training step, docs/speed.md);
 #: ``auto``: ``svd`` on the CPU (fastest there, measured by ``nuat bench --nuclear``), ``gram`` on
 #: other devices (one batched solver call for all groups).
 NUCLEAR_BACKENDS = ("auto", "svd", "gram", "newton-schulz", "host-svd")
@@ -160,8 +160,8 @@ class _HostSvdNuclear(torch.autograd.Function):
     to the host CPU in float64. Backward: ``U V^T`` per matrix (copied to the device in the
     forward, together with the value: one copy each way), with singular values at the rank cutoff
     left out, the minimum-norm subgradient as in ``gram``. On a GPU the matrices are tiny (512 x
-    10 floats for ResNet-18 on CIFAR-10), so the copies and the SVD take microseconds of host time,
-    where the device's solver takes several kernel launches and a synchronisation of its own."""
+    10 floats for ResNet-18 on CIFAR-10): the copies and the SVD replace the device solver's
+    kernel launches and its own synchronisation."""
 
     @staticmethod
     def forward(ctx, d: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
