@@ -106,19 +106,59 @@ def test_attacks_refuse_fewer_than_one_step(attack):
         attack(model, x, y)
 
 
-def test_input_gradient_freezes_parameters_and_restores_them():
-    from nuat.attacks.common import input_gradient
+def test_input_gradient_freezes_a_compiled_models_parameters_and_restores_them():
+    from nuat.attacks.common import input_gradient, is_compiled
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     model[0].bias.requires_grad_(False)  # a parameter frozen by the caller stays frozen
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager")
+    assert is_compiled(compiled) and not is_compiled(model)
     seen = []
     x = torch.randn(4, 8)
-    grad = input_gradient(model, x, lambda z: (seen.append([p.requires_grad for p in model.parameters()]), z.sum())[1])
+    grad = input_gradient(compiled, x, lambda z: (seen.append([p.requires_grad for p in model.parameters()]), z.sum())[1])
     assert seen == [[False] * 4] and grad.shape == x.shape
     assert [p.requires_grad for p in model.parameters()] == [True, False, True, True]
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(RuntimeError, match="boom"):
-        input_gradient(model, x, lambda z: (_ for _ in ()).throw(RuntimeError("boom")))
+        input_gradient(compiled, x, lambda z: (_ for _ in ()).throw(RuntimeError("boom")))
     assert [p.requires_grad for p in model.parameters()] == [True, False, True, True]
+    torch._dynamo.reset()
+
+
+def test_input_gradient_of_an_eager_model_leaves_weights_trainable_and_computes_no_weight_gradient():
+    # Eager autograd computes only what torch.autograd.grad asks for, so freezing would add nothing
+    # but would defeat autocast's cache of bf16 weight copies (every attack forward casting again).
+    from torch.profiler import ProfilerActivity, profile
+
+    from nuat.attacks.common import frozen_parameters, input_gradient
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    x, _ = batch(n=8)
+    seen = []
+    grad = input_gradient(model, x, lambda z: (seen.append(all(p.requires_grad for p in model.parameters())), z.sum())[1])
+    assert seen == [True] and all(p.grad is None for p in model.parameters())
+
+    def ops(fn):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        return sorted(e.name for e in prof.events() if e.name.startswith("aten::"))
+
+    def frozen_call():
+        with frozen_parameters(model):
+            return input_gradient(model, x, lambda z: z.sum())
+
+    # the same operators as with every weight frozen: no weight gradient is computed
+    assert ops(lambda: input_gradient(model, x, lambda z: z.sum())) == ops(frozen_call)
+    torch.testing.assert_close(frozen_call(), grad, rtol=0, atol=0)
+    # under autocast, after a forward in the same region (a training step's clean pass), the
+    # attack's forward reuses the cached bf16 weights; frozen, it cast them again
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+        cached = ops(lambda: input_gradient(model, x, lambda z: z.float().sum())).count("aten::_to_copy")
+        model(x)
+        with frozen_parameters(model):
+            recast = ops(lambda: input_gradient(model, x, lambda z: z.float().sum())).count("aten::_to_copy")
+    assert cached < recast
 
 
 def test_compiled_model_attack_backward_computes_only_the_input_gradient():

@@ -68,17 +68,28 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` runs through ``torch.compile``: the wrapper ``torch.compile(model)``
+    returns, or a module compiled in place with ``model.compile()``."""
+    return hasattr(model, "_orig_mod") or getattr(model, "_compiled_call_impl", None) is not None
+
+
 def input_gradient(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Gradient of ``objective(model(x))`` (a scalar) w.r.t. ``x``; parameters get no gradient.
 
-    Returns a tensor shaped like ``x``. Uses ``torch.autograd.grad`` with the parameters frozen
-    (:func:`frozen_parameters`), so parameter ``.grad`` fields are never touched and no weight
-    gradient is computed (attacks can run inside a training step). The forward pass follows the
-    caller's autocast setting (the fast path's bf16); the backward runs with autocast off, so the
-    losses' own backward formulas (e.g. the nuclear norm's) stay in float32.
+    Returns a tensor shaped like ``x``. Uses ``torch.autograd.grad`` for ``x`` alone, so parameter
+    ``.grad`` fields are never touched and no weight gradient is computed (attacks can run inside a
+    training step): eager autograd prunes the gradients nobody asked for, and a compiled model runs
+    with its parameters frozen (:func:`frozen_parameters`). An eager model keeps them trainable:
+    frozen, they would miss autocast's cache of their bf16 copies, and every attack forward under
+    ``--amp bf16`` would cast each weight again (10% of PGD-AT's ATen calls on ResNet-18,
+    docs/speed.md). The forward pass follows the caller's autocast setting (the fast path's bf16);
+    the backward runs with autocast off, so the losses' own backward formulas (e.g. the nuclear
+    norm's) stay in float32.
     """
     x = x.detach().requires_grad_(True)
-    with torch.enable_grad(), frozen_parameters(model):
+    freeze = frozen_parameters(model) if is_compiled(model) else contextlib.nullcontext()
+    with torch.enable_grad(), freeze:
         loss = objective(model(x))
         with torch.autocast(x.device.type, enabled=False):
             (grad,) = torch.autograd.grad(loss, x)
