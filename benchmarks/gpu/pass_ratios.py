@@ -17,12 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from nuat.bench.timing import ratios_at_floor as implied  # (NuAT / ERM, PGD-10 / NuAT) for r
+
 HERE = Path(__file__).resolve().parent
-
-
-def implied(r: float) -> tuple[float, float]:
-    """(NuAT / ERM, PGD-10 / NuAT) at the floors for r = fi / ff."""
-    return 2 + r, (10 * r + 1) / (r + 2)
 
 
 def rows(path: Path) -> list[str]:

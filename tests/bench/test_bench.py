@@ -512,3 +512,29 @@ def test_profiles_run_before_the_host_read_check(real_data_dir, monkeypatch):
     runner.run_bench(cfg, log=lambda line: None)
     # 2 methods + 4 passes of the one probe, then 2 host-read checks
     assert events == ["profile"] * (2 + 4) + ["reads"] * 2
+
+
+def test_target_window_is_where_both_ratio_targets_hold_at_the_floors():
+    from nuat.bench.timing import pass_floor, ratios_at_floor, target_window
+    low, high = target_window(2.8, 2.8)
+    assert (low, high) == pytest.approx((4.6 / 7.2, 0.8))
+    assert ratios_at_floor(low)[1] == pytest.approx(2.8) and ratios_at_floor(high)[0] == pytest.approx(2.8)
+    # the same ratios as the floors built from pass counts (optimiser step 0)
+    per_pass = {"forward": 3.0, "forward_input_backward": 5.0, "forward_full_backward": 8.0, "optimizer_step": 0.0}
+    erm, nuat, pgd = (pass_floor(p, per_pass) for p in ([1, 0, 1], [3, 1, 2], [11, 10, 1]))
+    assert ratios_at_floor(5 / 8) == pytest.approx((nuat / erm, pgd / nuat))
+    assert target_window(3.3, 3.5) == pytest.approx((6 / 6.5, 1.3))
+
+
+def test_report_places_each_variants_r_against_the_window():
+    from pathlib import Path
+
+    from nuat.bench.report import markdown
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    gpu = markdown(json.loads((root / "gpu" / "h200-resnet18-b512-host-svd.json").read_text()))
+    lines = [line for line in gpu.splitlines() if line.startswith("Attack step over training pass")]
+    assert len(lines) == 6  # one per variant
+    assert "= 0.57, outside the window 0.64 <= r <= 0.80" in lines[0]  # fp32
+    assert "= 0.75, inside" in lines[1]  # eager bf16 (host-bound wall times)
+    cpu = markdown(json.loads((root / "cpu" / "mnist-small-cnn-b128-epyc-avx512.json").read_text()))
+    assert "window 0.92 <= r <= 1.30" in cpu and "NuAT / ERM <= 3.3 and PGD-10 / NuAT >= 3.5" in cpu

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nuat.bench.timing import target_window
+
 #: the files ``write`` makes beside each other; ``--out`` may name one of them
 REPORT_SUFFIXES = (".json", ".md", ".png")
 
@@ -82,6 +84,7 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
                   f"NuAT 3 + b + 2 x {full:.2f} = {3 + b + 2 * full:.2f} ({(3 + b + 2 * full) / (1 + full):.2f}x ERM), "
                   f"PGD-10 10 (1 + b) + 1 + {full:.2f} = {10 * (1 + b) + 1 + full:.2f} "
                   f"({(10 * (1 + b) + 1 + full) / (3 + b + 2 * full):.2f}x NuAT).", ""]
+        lines[-1:-1] = _window(result, p)
     multi = len(cfg["variants"]) > 1
     head = ["method"] + (["variant"] if multi else []) + [
         "passes F / B_in / B_full", "ms / iteration", "images / s", "x ERM", "x NuAT", "floor ms",
@@ -170,8 +173,26 @@ CHECKS = {
 }
 
 
+def _kind(result: dict[str, Any]) -> str:
+    return "cuda" if str(result.get("environment", {}).get("device", "cpu")).startswith("cuda") else "cpu"
+
+
+def _window(result: dict[str, Any], passes: dict[str, Any]) -> list[str]:
+    """One sentence under a variant's passes: r = fi / ff against the window in which the two
+    ratio targets of this device kind hold together at the floors (docs/speed.md)."""
+    targets = {label: target for _, _, _, target, label in CHECKS[_kind(result)]}
+    a, b = targets["NuAT / ERM"], targets["PGD-AT / NuAT"]
+    r = passes["forward_input_backward"]["median"] / passes["forward_full_backward"]["median"]
+    low, high = target_window(a, b)
+    inside = "inside" if low <= r <= high else "outside"
+    return ["", f"Attack step over training pass r = (forward + input backward) / (forward + full backward) = "
+            f"{r:.2f}, {inside} the window {low:.2f} <= r <= {high:.2f} in which NuAT / ERM <= {a:g} and "
+            f"PGD-10 / NuAT >= {b:g} hold together at the floors (NuAT / ERM = 2 + r, PGD-10 / NuAT = "
+            f"(10 r + 1) / (r + 2), optimiser step left out)."]
+
+
 def _checks(result: dict[str, Any]) -> list[str]:
-    kind = "cuda" if str(result.get("environment", {}).get("device", "cpu")).startswith("cuda") else "cpu"
+    kind = _kind(result)
     rows = []
     for m in result["methods"]:
         for method, key, op, target, label in CHECKS[kind]:

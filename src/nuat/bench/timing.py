@@ -28,6 +28,21 @@ def pass_floor(passes: Sequence[float], per_pass: dict[str, float]) -> float:
     return passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + step
 
 
+def ratios_at_floor(r: float) -> tuple[float, float]:
+    """(NuAT / ERM, PGD-10 / NuAT) at the methods' floors for ``r = fi / ff``, an attack step
+    (forward + input backward) over a training pass (forward + full backward), optimiser step
+    left out: ERM costs ff, NuAT fi + 2 ff, PGD-10 10 fi + ff (:func:`pass_floor`)."""
+    return 2 + r, (10 * r + 1) / (r + 2)
+
+
+def target_window(nuat_over_erm_max: float, pgd_over_nuat_min: float) -> tuple[float, float]:
+    """The r = fi / ff for which both NuAT / ERM <= ``nuat_over_erm_max`` and PGD-10 / NuAT >=
+    ``pgd_over_nuat_min`` hold at the floors (:func:`ratios_at_floor`), as ``(low, high)``; empty
+    when ``low > high``. Issue 7's GPU targets (2.8, 2.8) give (0.64, 0.80)."""
+    a, b = nuat_over_erm_max, pgd_over_nuat_min
+    return (2 * b - 1) / (10 - b), a - 2
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
