@@ -538,3 +538,35 @@ def test_report_places_each_variants_r_against_the_window():
     assert "= 0.75, inside" in lines[1]  # eager bf16 (host-bound wall times)
     cpu = markdown(json.loads((root / "cpu" / "mnist-small-cnn-b128-epyc-avx512.json").read_text()))
     assert "window 0.92 <= r <= 1.30" in cpu and "NuAT / ERM <= 3.3 and PGD-10 / NuAT >= 3.5" in cpu
+
+
+def test_host_sync_sites_name_the_calling_line(monkeypatch):
+    # CUDA's sync debug mode reports each synchronisation as a warning; off a GPU the warning is
+    # raised by hand, from a line of this file, which is what a site must name
+    import warnings
+
+    from nuat.bench.timing import count_host_syncs, host_sync_sites
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+
+    def step():
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)
+        warnings.warn("an unrelated warning", UserWarning)
+
+    def two_steps():
+        step()
+        step()
+
+    sites = host_sync_sites(two_steps, torch.device("cuda"))
+    line = step.__code__.co_firstlineno + 1
+    assert len(sites) == 2 and all(site.endswith(f"test_bench.py:{line} step") for site in sites)
+    assert count_host_syncs(two_steps, torch.device("cuda")) == 2
+    assert host_sync_sites(two_steps, torch.device("cpu")) is None
+
+
+def test_report_lists_host_sync_sites():
+    from nuat.bench.report import _host_syncs
+    m = {"method": "erm", "variant": "fp32", "host_syncs_per_iteration": 0.5,
+         "host_sync_sites": {"nuat/train/loop.py:160 _step": 0.5}}
+    assert _host_syncs(m) == "erm/fp32 0.50 (nuat/train/loop.py:160 _step 0.50)"
+    del m["host_sync_sites"]  # reports written before the sites were recorded
+    assert _host_syncs(m) == "erm/fp32 0.50"

@@ -86,11 +86,14 @@ def _blocking_cross_device_copy(op: str, args: tuple, kwargs: dict) -> bool:
     return torch.device(target).type != source.device.type and not non_blocking
 
 
-def _caller() -> str:
-    here = os.path.abspath(__file__)
+def calling_line(*skip: str) -> str:
+    """The innermost line of the current Python stack outside torch, this module and the files
+    ``skip`` (absolute paths), as ``path:line function`` (the path relative to the folder holding
+    the ``nuat`` package where it lies below it); ``?`` if there is none."""
+    skipped = {os.path.abspath(__file__), *skip}
     for frame in reversed(traceback.extract_stack()):
         path = frame.filename if frame.filename.startswith("<") else os.path.abspath(frame.filename)
-        if path != here and not path.startswith(_TORCH_DIR):
+        if path not in skipped and not path.startswith(_TORCH_DIR):
             short = os.path.relpath(path, _PACKAGE_PARENT) if path.startswith(_PACKAGE_PARENT + os.sep) else path
             return f"{short}:{frame.lineno} {frame.name}"
     return "?"
@@ -105,7 +108,7 @@ class _Recorder(TorchDispatchMode):
         op = func._schema.name.split("::")[-1]
         kind = host_read_kind(op, args, kwargs)
         if kind is not None:
-            self.reads.append(HostRead(op, kind, _caller()))
+            self.reads.append(HostRead(op, kind, calling_line()))
         return func(*args, **(kwargs or {}))
 
 
@@ -118,6 +121,11 @@ def record_host_reads(fn: Callable[[], object]) -> list[HostRead]:
     return recorder.reads
 
 
+def per_iteration(items: list, iterations: int) -> dict[str, float]:
+    """How often each item occurs per iteration, keyed by ``str(item)``, sorted by key."""
+    return {site: count / iterations for site, count in sorted(Counter(map(str, items)).items())}
+
+
 def summarize_host_reads(reads: list[HostRead], iterations: int) -> dict[str, float]:
     """Host reads per iteration, keyed by ``str(HostRead)`` (kind, operator, calling line)."""
-    return {site: count / iterations for site, count in sorted(Counter(map(str, reads)).items())}
+    return per_iteration(reads, iterations)

@@ -110,8 +110,8 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
     lines += _checks(result)
     syncs = [m for m in result["methods"] if "host_syncs_per_iteration" in m]
     if syncs:
-        lines += ["", "Host synchronisations per iteration (CUDA sync debug mode): " + ", ".join(
-            f"{m['method']}/{m['variant']} {m['host_syncs_per_iteration']:.2f}" for m in syncs)]
+        lines += ["", "Host synchronisations per iteration (CUDA sync debug mode; calling lines where recorded): "
+                  + ", ".join(_host_syncs(m) for m in syncs)]
     reads = [m for m in result["methods"] if "host_reads_per_iteration" in m]
     if reads:
         lines += ["", "Host reads per iteration (operators that wait for a value from the device, "
@@ -134,6 +134,13 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
 
         lines += [""] + loader.markdown_section(result["loader"], result["methods"])
     return "\n".join(lines) + "\n"
+
+
+def _host_syncs(m: dict[str, Any]) -> str:
+    """``erm/fp32 0.50 (nuat/train/loop.py:160 _step 0.50)``; reports before the sites were
+    recorded give the total alone."""
+    sites = ", ".join(f"{site} {count:.2f}" for site, count in m.get("host_sync_sites", {}).items())
+    return f"{m['method']}/{m['variant']} {m['host_syncs_per_iteration']:.2f}" + (f" ({sites})" if sites else "")
 
 
 def _host_reads(m: dict[str, Any]) -> str:

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
-from nuat.bench.host_reads import record_host_reads, summarize_host_reads
+from nuat.bench.host_reads import per_iteration, record_host_reads, summarize_host_reads
 from nuat.bench.profile import profile_floor, profile_iterations
-from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, count_host_syncs, host_counters, load_average,
+from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, host_counters, host_sync_sites, load_average,
                                pass_floor, summarize, synchronize, time_block)
 from nuat.bench.variants import Variant, parse_variant
 from nuat.data import BatchLoader, get_dataset_spec
@@ -129,7 +129,8 @@ class _Timed:
     # over all timed iterations (getrusage around each timed block; None where there is none)
     minor_faults: int | None = None
     system_seconds: float | None = None
-    host_syncs: int | None = None  # over SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA)
+    host_syncs: list[str] | None = None  # calling line of each synchronisation over
+    # SYNC_CHECK_ITERATIONS untimed iterations (--check-syncs, CUDA; nuat.bench.timing.host_sync_sites)
     host_reads: dict[str, float] | None = None  # --check-syncs, any device: per iteration, by site
     profile: dict[str, Any] | None = None  # --profile: nuat.bench.profile.profile_iterations
 
@@ -310,7 +311,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
         pass_profiles = {name: probe.profile(cfg.profile) for name, probe in probes.items()} if cfg.profile else {}
         if cfg.check_syncs:
             for t in timed:
-                t.host_syncs = count_host_syncs(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
+                t.host_syncs = host_sync_sites(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
                 reads = record_host_reads(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS))
                 t.host_reads = summarize_host_reads(reads, SYNC_CHECK_ITERATIONS)
         synchronize(device)
@@ -390,7 +391,8 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             entry["minor_faults_per_iteration"] = t.minor_faults / iterations
             entry["system_seconds_per_iteration"] = t.system_seconds / iterations
         if t.host_syncs is not None:
-            entry["host_syncs_per_iteration"] = t.host_syncs / SYNC_CHECK_ITERATIONS
+            entry["host_syncs_per_iteration"] = len(t.host_syncs) / SYNC_CHECK_ITERATIONS
+            entry["host_sync_sites"] = per_iteration(t.host_syncs, SYNC_CHECK_ITERATIONS)
         if t.host_reads is not None:
             entry["host_reads_per_iteration"] = sum(t.host_reads.values())
             entry["host_reads"] = t.host_reads

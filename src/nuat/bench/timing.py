@@ -54,19 +54,37 @@ def synchronize(device: torch.device) -> None:
 CLOCKS = ("wall", "cpu")
 
 
-def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
-    """Host synchronisations ``fn()`` makes, counted with ``torch.cuda.set_sync_debug_mode("warn")``
-    (CUDA only; None elsewhere). Untimed: the debug mode slows every synchronisation down."""
+def host_sync_sites(fn: Callable[[], object], device: torch.device) -> list[str] | None:
+    """Where ``fn()`` synchronises the host with the device: one calling line (the innermost
+    outside torch, ``nuat.bench.host_reads.calling_line``) per synchronisation that
+    ``torch.cuda.set_sync_debug_mode("warn")`` reports, in order (CUDA only; None elsewhere).
+    Untimed: the debug mode slows every synchronisation down. A synchronisation inside an operator
+    (an allocator's, say) gets the line that called the operator."""
     if device.type != "cuda":
         return None
-    with warnings.catch_warnings(record=True) as caught:
+    from nuat.bench.host_reads import calling_line
+
+    sites: list[str] = []
+
+    def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if "synchroniz" in str(message):  # the debug mode's "called a synchronizing CUDA operation"
+            sites.append(calling_line(os.path.abspath(__file__), os.path.abspath(warnings.__file__)))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sites
+
+
+def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
+    """How many host synchronisations ``fn()`` makes (:func:`host_sync_sites`; None off CUDA)."""
+    sites = host_sync_sites(fn, device)
+    return None if sites is None else len(sites)
 
 
 def time_block(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:
