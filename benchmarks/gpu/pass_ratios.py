@@ -17,31 +17,32 @@ import json
 import sys
 from pathlib import Path
 
+from nuat.bench.timing import attack_step_ratio
 from nuat.bench.timing import ratios_at_floor as implied  # (NuAT / ERM, PGD-10 / NuAT) for r
+from nuat.bench.variants import parse_variant
 
 HERE = Path(__file__).resolve().parent
 
 
 def rows(path: Path) -> list[str]:
     report = json.loads(path.read_text())
+    # reports made before the profiles ran ahead of the host-read check (commit aa59bd5) profiled
+    # the compiled variants' steps eagerly
+    eager_profiles = not report["config"].get("profile_before_host_checks")
     out = []
     for variant, passes in report.get("passes", {}).items():
-        fi, ff = (passes.get(k, {}).get("median") for k in ("forward_input_backward", "forward_full_backward"))
-        if not fi or not ff:
+        medians = {k: passes.get(k, {}).get("median") for k in ("forward_input_backward", "forward_full_backward")}
+        if not all(medians.values()):
             continue
+        r_wall = attack_step_ratio(medians)
         profile = passes.get("profile") or {}
-        busy = [profile.get(k, {}).get("device_busy_ms") for k in ("forward_input_backward", "forward_full_backward")]
-        r_busy = busy[0] / busy[1] if all(busy) else None
-        note = " (eager profile)" if r_busy is not None and "compile" in _parts(variant) else ""
-        cells = [f"{fi / ff:.2f}", *(f"{v:.2f}" for v in implied(fi / ff))]
+        busy = {k: profile.get(k, {}).get("device_busy_ms") for k in medians}
+        r_busy = attack_step_ratio(busy) if all(busy.values()) else None
+        note = " (eager profile)" if eager_profiles and parse_variant(variant).compile else ""
+        cells = [f"{r_wall:.2f}", *(f"{v:.2f}" for v in implied(r_wall))]
         cells += [f"{r_busy:.2f}{note}", *(f"{v:.2f}" for v in implied(r_busy))] if r_busy else ["", "", ""]
         out.append(f"| {path.name} | {variant} | " + " | ".join(cells) + " |")
     return out
-
-
-def _parts(variant: str) -> set[str]:
-    parts = set(variant.split("+"))
-    return parts | ({"compile"} if "fast" in parts else set())
 
 
 def main(argv: list[str]) -> int:

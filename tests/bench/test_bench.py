@@ -509,9 +509,10 @@ def test_profiles_run_before_the_host_read_check(real_data_dir, monkeypatch):
     monkeypatch.setattr(runner, "record_host_reads", lambda fn: events.append("reads") or real_reads(fn))
     cfg = BenchConfig(methods=["erm", "nuat"], data_dir=str(real_data_dir), batch_size=32, steps=1, trials=1,
                       warmup=0, device="cpu", profile=1, check_syncs=True)
-    runner.run_bench(cfg, log=lambda line: None)
+    result = runner.run_bench(cfg, log=lambda line: None)
     # 2 methods + 4 passes of the one probe, then 2 host-read checks
     assert events == ["profile"] * (2 + 4) + ["reads"] * 2
+    assert result["config"]["profile_before_host_checks"] is True  # what pass_ratios.py reads
 
 
 def test_target_window_is_where_both_ratio_targets_hold_at_the_floors():

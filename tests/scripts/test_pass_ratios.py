@@ -43,3 +43,12 @@ def test_rows_of_a_committed_report(pass_ratios, capsys):
 def test_missing_report_is_exit_2(pass_ratios, tmp_path, capsys):
     assert pass_ratios.main([str(tmp_path / "none.json")]) == 2
     assert "no such report" in capsys.readouterr().err
+
+
+def test_compiled_profiles_are_marked_only_in_reports_made_before_the_fix(pass_ratios, tmp_path, capsys):
+    report = json.loads((REPO / "benchmarks" / "gpu" / "h200-resnet18-b512-host-svd.json").read_text())
+    report["config"]["profile_before_host_checks"] = True  # as reports since commit aa59bd5 say
+    path = tmp_path / "new.json"
+    path.write_text(json.dumps(report))
+    assert pass_ratios.main([str(path)]) == 0
+    assert "(eager profile)" not in capsys.readouterr().out

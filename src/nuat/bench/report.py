@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nuat.bench.timing import target_window
+from nuat.bench.timing import attack_step_ratio, target_window
 
 #: the files ``write`` makes beside each other; ``--out`` may name one of them
 REPORT_SUFFIXES = (".json", ".md", ".png")
@@ -189,7 +189,8 @@ def _window(result: dict[str, Any], passes: dict[str, Any]) -> list[str]:
     ratio targets of this device kind hold together at the floors (docs/speed.md)."""
     targets = {label: target for _, _, _, target, label in CHECKS[_kind(result)]}
     a, b = targets["NuAT / ERM"], targets["PGD-AT / NuAT"]
-    r = passes["forward_input_backward"]["median"] / passes["forward_full_backward"]["median"]
+    r = attack_step_ratio({name: passes[name]["median"] for name in ("forward_input_backward",
+                                                                     "forward_full_backward")})
     low, high = target_window(a, b)
     inside = "inside" if low <= r <= high else "outside"
     return ["", f"Attack step over training pass r = (forward + input backward) / (forward + full backward) = "

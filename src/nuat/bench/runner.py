@@ -408,6 +408,9 @@ def _result(cfg: BenchConfig, device: torch.device, timed: list[_Timed], probes:
             "batch_size": first.batch_size, "eps": first.eps, "steps": cfg.steps, "trials": cfg.trials,
             "warmup": cfg.warmup, "variants": [v.name for v in cfg.variants], "seed": cfg.seed,
             "clock": cfg.clock, "profile": cfg.profile,
+            # profiles ran before the host-read check (commit aa59bd5): before, compiled variants'
+            # profiles described the eager step (benchmarks/gpu/pass_ratios.py reads this)
+            "profile_before_host_checks": True,
         },
         "environment": {
             "machine": machine(), "device": str(device),

@@ -28,6 +28,12 @@ def pass_floor(passes: Sequence[float], per_pass: dict[str, float]) -> float:
     return passes[0] * f + passes[1] * (fi - f) + passes[2] * (ff - f) + step
 
 
+def attack_step_ratio(per_pass: dict[str, float]) -> float:
+    """r = fi / ff from one figure per pass probe (seconds, busy ms, ...): an attack step (forward +
+    input backward) over a training pass (forward + full backward)."""
+    return per_pass["forward_input_backward"] / per_pass["forward_full_backward"]
+
+
 def ratios_at_floor(r: float) -> tuple[float, float]:
     """(NuAT / ERM, PGD-10 / NuAT) at the methods' floors for ``r = fi / ff``, an attack step
     (forward + input backward) over a training pass (forward + full backward), optimiser step
