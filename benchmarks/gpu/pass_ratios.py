@@ -51,11 +51,17 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"pass_ratios.py: no such report: {', '.join(missing)}; give nuat bench JSON files", file=sys.stderr)
         return 2
+    table = []
+    for path in paths:
+        try:
+            table += rows(path)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not a bench report
+            print(f"pass_ratios.py: {path} is not a nuat bench JSON report ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+            return 2
     print("| report | variant | r (wall) | NuAT / ERM | PGD-10 / NuAT | r (busy) | NuAT / ERM | PGD-10 / NuAT |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for path in paths:
-        for line in rows(path):
-            print(line)
+    print("\n".join(table))
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data_dir).is_dir():
         print(f"isa_check.py: error: --data-dir {args.data_dir} is not a folder; give the folder holding "
               "fashion-mnist/", file=sys.stderr)
+        return 2
+    needs_training = any(not (args.out / name / "summary.json").exists() for name in SETTINGS)
+    if needs_training and shutil.which(args.nuat) is None:
+        print(f"isa_check.py: error: --nuat {args.nuat} is not an executable; give the nuat command of the "
+              "project's environment (e.g. .venv/bin/nuat)", file=sys.stderr)
         return 2
     rows, commits, reproduced = [], set(), False
     for name, caps in SETTINGS.items():

@@ -56,3 +56,11 @@ def test_a_data_dir_that_is_not_a_folder_is_one_line_and_exit_2(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a folder" in err[0]
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_missing_nuat_command_is_one_line_and_exit_2(tmp_path, capsys):
+    isa_check = load_script("scripts/foundation/isa_check.py")
+    assert isa_check.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "runs"),
+                           "--nuat", str(tmp_path / "no-nuat")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--nuat" in err and not (tmp_path / "runs").exists()

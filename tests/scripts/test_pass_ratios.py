@@ -52,3 +52,12 @@ def test_compiled_profiles_are_marked_only_in_reports_made_before_the_fix(pass_r
     path.write_text(json.dumps(report))
     assert pass_ratios.main([str(path)]) == 0
     assert "(eager profile)" not in capsys.readouterr().out
+
+
+def test_a_file_that_is_no_bench_report_is_one_line_and_exit_2(pass_ratios, tmp_path, capsys):
+    for text in ("{not json", json.dumps({"schema": 1})):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        assert pass_ratios.main([str(bad)]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "not a nuat bench JSON" in out.err
