@@ -155,8 +155,7 @@ class BatchLoader:
         for k in range(start, len(self)):
             index = self._batch_index(perm, k)
             # index_select, not images[index]: the same batch, and on a CPU ~13x faster for MNIST
-            # (3 against 42 us, batch 128, one thread): advanced indexing goes through the general
-            # TensorIterator gather
+            # (benchmarks/cpu/batch_gather.py): advanced indexing goes through a general gather
             yield images.index_select(0, index), labels.index_select(0, index)
 
     def _threaded_batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
