@@ -84,3 +84,38 @@ def test_clear_run_outputs_removes_every_run_file_and_only_those(tmp_path):
     removed = clear_run_outputs(tmp_path)
     assert len(removed) == len(names) + 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mine)  # state/ emptied and removed
+
+
+def test_signal_during_final_evaluation_stops_with_the_resume_hint(real_data_dir, tmp_path, monkeypatch, capsys):
+    """SIGTERM in the final test evaluation (after the last state was saved) exits with 128 + 15 and
+    the resume hint, leaves the run unfinished, and the resumed run only evaluates."""
+    import os
+    import signal
+
+    from nuat.train import final_eval
+
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    real_evaluation = final_eval.final_evaluation
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered at the next bytecode, inside the evaluation
+        raise AssertionError("the signal did not stop the evaluation")
+
+    out = tmp_path / "run"
+    tiny = list(TINY)
+    tiny[tiny.index("--final-eval") + 1] = "20"
+    args = ["train", *tiny, "--data-dir", str(real_data_dir), "--out", str(out)]
+    monkeypatch.setattr(final_eval, "final_evaluation", signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(args) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+    err = capsys.readouterr().err
+    assert f"resume with: nuat train --resume {out}" in err and "Traceback" not in err
+    assert not (out / "summary.json").exists() and (out / "best.safetensors").exists()
+    weights = (out / "last.safetensors").read_bytes()
+
+    monkeypatch.setattr(final_eval, "final_evaluation", real_evaluation)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test"]["n"] == 20 and "clean_acc" in summary["test"]["best"]
+    assert (out / "last.safetensors").read_bytes() == weights  # no training after the resume

@@ -299,9 +299,14 @@ def _truncate_metrics(run: Run) -> None:
     path.write_text("".join(lines[: run.metrics_lines]))
 
 
-def _install_signal_handlers(run: Run) -> dict[int, Any]:
+def _install_signal_handlers(run: Run, *, at_once: bool = False) -> dict[int, Any]:
+    """SIGINT/SIGTERM handlers; returns the previous ones. In training they only flag the signal, so
+    the current optimiser step ends and the state is saved first; with ``at_once`` (the final test
+    evaluation, after the last state was saved) they raise :class:`TrainingInterrupted` there."""
     def handler(signum: int, frame: Any) -> None:
         run.stop_signal = signum
+        if at_once:
+            raise TrainingInterrupted(signum, run.out / "state")
 
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -310,6 +315,11 @@ def _install_signal_handlers(run: Run) -> dict[int, Any]:
         except ValueError:  # not the main thread: leave signals alone
             pass
     return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
 
 
 def _start(run: Run, resume_run: bool) -> tuple[int, EpochProgress]:
@@ -382,8 +392,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
             if run.stop_signal:
                 raise TrainingInterrupted(run.stop_signal, run.out / "state")
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        _restore_signal_handlers(previous)
         if run.metrics_lines:
             _draw_curves(run, force=True)  # the last epochs, also of a stopped run
     summary = {"out": str(run.out), "train_seconds": run.train_seconds,
@@ -393,7 +402,13 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
     if cfg.final_eval:
         from nuat.train.final_eval import final_evaluation
 
-        summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=run.log)
+        # the run stays unfinished (no summary.json) until the evaluation ends: a stopped one is
+        # resumed like any other and then only evaluates
+        previous = _install_signal_handlers(run, at_once=True)
+        try:
+            summary["test"] = final_evaluation(run.out, cfg, device=run.device, log=run.log)
+        finally:
+            _restore_signal_handlers(previous)
     atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")  # marks the run finished
     return summary
 
