@@ -121,7 +121,7 @@ def test_load_model_on_a_folder_or_a_pt_file_says_what_to_give(tmp_path):
     with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it \(it holds best\.safetensors\)"):
         nuat.load_model(tmp_path)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match=r"needs its architecture and data set \(nuat eval: --model and --dataset\)"):
+    with pytest.raises(CheckpointError, match=r"needs its architecture and data set \(nuat eval and nuat sanity: --model and --dataset\)"):
         nuat.load_model(tmp_path / "plain.pt")
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             which = f"it holds {', '.join(inside[:4])}" + (", ..." if len(inside) > 4 else "") if inside else \
                 "it holds no .safetensors file"
             raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it ({which})") from None
-        hint = "" if path.suffix == ".safetensors" else \
-            "; a plain state dict (.pt, .pth) needs its architecture and data set (nuat eval: --model and --dataset)"
+        hint = "" if path.suffix == ".safetensors" else ("; a plain state dict (.pt, .pth) needs its architecture "
+                                                         "and data set (nuat eval and nuat sanity: --model and --dataset)")
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc}){hint}") from None
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has no nuat metadata (format {raw.get('format')!r}); a plain "
@@ -145,7 +146,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error line below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         raise CheckpointError(f"refusing {path}: it is neither safetensors nor a plain state dict that "
                               "torch.load(weights_only=True) can read; nothing in it was executed") from None

@@ -122,3 +122,72 @@ def test_mean_that_is_not_a_number_list_is_refused(command, capsys, tmp_path):
     err = refused([command, str(tmp_path / "w.safetensors"), "--model", "small-cnn", "--mean", "0.5,a",
                    "--out", str(out)], capsys, out)
     assert "--mean '0.5,a' is invalid; give comma-separated numbers" in err, err
+
+
+def test_an_attack_parameter_no_listed_attack_reads_is_refused(capsys, tmp_path):
+    """--pgd-step and the other attack parameters were silently ignored without their attack
+    (only --targets was refused); each names the attacks that read it."""
+    for flag, value, attacks, readers in [("--pgd-step", "0.01", "clean,fgsm", "pgd and targeted-pgd"),
+                                          ("--pgd-restarts", "3", "clean,targeted-pgd-5", "pgd"),
+                                          ("--pgd-loss", "margin", "clean", "pgd"),
+                                          ("--nuclear-lam", "3", "clean,pgd-10", "nuclear"),
+                                          ("--gama-reference", "clean", "clean,pgd-10", "gama-pgd")]:
+        out = tmp_path / "ev"
+        err = refused(["eval", str(tmp_path), "--attacks", attacks, flag, value, "--out", str(out)], capsys, out)
+        assert f"{flag} applies to {readers} attacks; --attacks {attacks!r} has none" in err, err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["eval", ""], "the checkpoint or run directory is empty"),  # was: the current folder
+    (["sanity", ""], "the checkpoint or run directory is empty"),
+    (["eval", "/dev/null"], "/dev/null is not a regular file"),  # was: "does not exist"
+    (["train", *TINY, "--data-dir", ""], "argument --data-dir: the value is empty"),  # was: the current folder
+    (["bench", "--methods", "erm", "--data-dir", ""], "argument --data-dir: the value is empty"),
+    (["bench", "--render", ""], "--render is empty"),  # was: a whole benchmark, as if no --render
+    (["bench", "--methods", "erm", "--variants", "fp32,,bf16"], "--variants 'fp32,,bf16' has an empty entry"),
+    (["bench", "--methods", "erm", "--threads", "100000"], "--threads 100000 is invalid; give 1 to"),  # segfault
+    (["bench", "--methods", "erm", "--threads", "99999999999999999999"], "is invalid; give 1 to"),  # overflow
+    (["train", *TINY, "--method", "pgd-at", "--attack-steps", "99999999999999999999"],
+     "PGD-AT takes 1 to 1000 attack steps, got 99999999999999999999"),  # one step for ever
+    (["train", *TINY, "--model", "wrn-D-W"], "wrn-D-W (depth D, width W, e.g. wrn-34-10)"),
+])
+def test_empty_and_unbounded_values_are_refused(argv, expected, capsys, tmp_path):
+    out = tmp_path / "out"
+    err = refused([*argv, "--out", str(out)], capsys, out)
+    assert expected in err, err
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", '"text"', '{"report": 5}'])
+def test_render_of_json_that_is_no_bench_result_is_refused(content, capsys, tmp_path):
+    """A JSON value other than an object crashed --render with an AttributeError traceback."""
+    saved = tmp_path / "b.json"
+    saved.write_text(content)
+    err = refused(["bench", "--render", str(saved)], capsys)
+    assert f"--render {saved}: not a readable nuat bench JSON" in err, err
+    assert not (tmp_path / "b.md").exists()
+
+
+def test_a_pickle_given_as_a_plain_state_dict_is_one_line(tmp_path):
+    """torch.load's pickle-protocol warning added two lines before the refusal (in a subprocess:
+    pytest would catch the warning itself)."""
+    import pickle
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    for command in ("eval", "sanity"):
+        out = tmp_path / command
+        done = subprocess.run([sys.executable, "-m", "nuat", command, str(path), "--model", "small-cnn", "--dataset",
+                               "mnist", "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert f"refusing {path}: it is neither safetensors nor a plain state dict" in done.stderr, done.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("given", ["x", "x.md"])
+def test_bench_refuses_an_out_whose_report_file_is_a_folder(given, capsys, tmp_path):
+    """The whole benchmark ran and then failed writing <out>.json."""
+    (tmp_path / "x.json").mkdir()
+    err = refused(["bench", "--methods", "erm", "--out", str(tmp_path / given)], capsys)
+    assert f"{tmp_path / 'x.json'} is a folder, so the .json file cannot be written" in err, err

@@ -336,7 +336,7 @@ def test_cli_method_hyperparameters(tmp_path):
     assert cli_config(tmp_path, "--method", "awp", "--awp-gamma", "0.01").method_hparams == {"gamma": 0.01}
     for argv, message in [(("--method", "pgd-at", "--beta", "3"), "--beta does not apply"),
                           (("--method", "trades", "--beta", "-1"), "beta must be"),
-                          (("--method", "pgd-at", "--attack-steps", "0"), "at least one"),
+                          (("--method", "pgd-at", "--attack-steps", "0"), "takes 1 to 1000 attack steps"),
                           (("--method", "nuat", "--attack-steps", "3"), "1 or 2"),
                           (("--method", "fgsm-at", "--clean-weight", "1"), "clean_weight"),
                           (("--method", "pgd-at", "--lam-max", "2"), "regulariser weight"),

@@ -46,6 +46,15 @@ def test_train_with_a_bad_device_exits_2_before_any_work(tmp_path, capsys):
     (json.dumps({**BASE, "epochs": 0}), "is invalid: --epochs 0 is invalid"),
     (json.dumps({**BASE, "lr": "fast"}), "is invalid"),
     (json.dumps({**BASE, "averages": [0.9]}), "is invalid"),
+    # hand-edited types, each a traceback or a message without the field's name before
+    (json.dumps({**BASE, "method_hparams": "zzz"}), r"method_hparams 'zzz' is not of type dict\[str, Any\]"),
+    (json.dumps({**BASE, "seed": "zzz"}), "seed 'zzz' is not of type int"),
+    (json.dumps({**BASE, "data_dir": 5}), r"data_dir 5 is not of type str \| None"),
+    (json.dumps({**BASE, "lr": "0.1"}), "lr '0.1' is not of type float"),
+    (json.dumps({**BASE, "val_per_class": "3"}), "val_per_class '3' is not of type int"),
+    (json.dumps({**BASE, "lr_drops": [0.5, "x"]}), r"lr_drops \[0.5, 'x'\] is not of type list\[float\]"),
+    (json.dumps({**BASE, "compile": 1}), "compile 1 is not of type bool"),
+    (json.dumps({**BASE, "epochs": True}), "epochs True is not of type int"),
 ])
 def test_broken_run_config_is_a_usage_error_naming_the_file(tmp_path, text, expected):
     path = tmp_path / "config.json"

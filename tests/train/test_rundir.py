@@ -4,6 +4,7 @@ before training, and without a validation split the last epoch is the best."""
 import json
 
 from PIL import Image
+from safetensors.torch import load_file
 
 import nuat
 from nuat.cli import main
@@ -119,3 +120,64 @@ def test_signal_during_final_evaluation_stops_with_the_resume_hint(real_data_dir
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test"]["n"] == 20 and "clean_acc" in summary["test"]["best"]
     assert (out / "last.safetensors").read_bytes() == weights  # no training after the resume
+
+
+def test_second_signal_stops_at_once_and_the_run_resumes_bitwise(real_data_dir, tmp_path, monkeypatch, capsys):
+    """A second SIGTERM does not wait for the step to end: exit 128 + 15 with its own line, and the
+    run resumed from the state saved before ends with the weights of an uninterrupted run."""
+    import os
+    import signal
+
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    args = ["train", *TINY, "--epochs", "2", "--save-every", "1", "--data-dir", str(real_data_dir)]
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    real_step, calls = loop._step, []
+
+    def twice_signalled(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 2's first step: the first signal would let it finish, the second not
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("the second signal did not stop the step")
+        return real_step(*a, **k)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop, "_step", twice_signalled)
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "stopped at once by a second signal" in err and f"resume with: nuat train --resume {out}" in err
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(loop, "_step", real_step)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    ref, got = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(out / "last.safetensors"))
+    assert ref.keys() == got.keys() and all(ref[k].equal(got[k]) for k in ref)
+
+
+def test_a_corrupt_image_found_while_training_leaves_nothing_or_says_how_to_continue(tmp_path, capsys):
+    """An image folder is decoded as training reads it, so a corrupt image fails after the run folder
+    was made. Before this, the folder kept config.json and metrics.jsonl, and the same command was
+    then refused (--out holds files). Now a run with no saved state leaves nothing; one with states
+    (here: a corrupt test image, found by the final evaluation) says how to continue."""
+    _image_folder(tmp_path, "train", ["cat", "dog"])
+    _image_folder(tmp_path, "test", ["cat", "dog"])
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "imagefolder", "--model", "small-cnn", "--method", "erm", "--epochs", "1",
+            "--batch-size", "3", "--val-per-class", "0", "--final-eval", "4", "--no-progress",
+            "--data-dir", str(tmp_path), "--out", str(out)]
+    for split in ("train", "test"):
+        # a new training image; the second test image (the final evaluation reads the first 4)
+        broken = tmp_path / "imagefolder" / split / "dog" / ("9.png" if split == "train" else "0.png")
+        broken.write_text("junk")
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(broken) in err and "Traceback" not in err, err
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(broken, format="PNG")
+        if split == "train":
+            assert not out.exists() and "--resume" not in err
+            continue
+        assert f"the run in {out} has started: fix the data, then continue it with nuat train --resume {out}" in err
+        assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_size"] == 9 and summary["test"]["n"] == 4

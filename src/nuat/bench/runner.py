@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import platform
 import shlex
 import sys
@@ -96,8 +97,11 @@ class BenchConfig:
             raise UsageError(f"--warmup {self.warmup!r} is invalid; it must be an integer >= 0")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} is invalid; it must be positive")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads {self.threads} is invalid; it must be positive")
+        cores = os.cpu_count() or 1
+        if self.threads is not None and not 1 <= self.threads <= cores:
+            # more threads than cores only slows a benchmark down; far more crashed torch (10,000: a
+            # segmentation fault; beyond 2^63: an overflow traceback)
+            raise UsageError(f"--threads {self.threads} is invalid; give 1 to {cores} (this machine's cores)")
         if not self.variants:
             raise UsageError("--variants is empty")
         get_dataset_spec(self.dataset)

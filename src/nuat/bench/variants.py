@@ -69,6 +69,9 @@ def parse_variant(text: str) -> Variant:
 
 def parse_variants(text: str) -> list[Variant]:
     """A comma-separated list of variants, without duplicates."""
+    if any(not p.strip() for p in text.split(",")):  # "fp32,,bf16" or a trailing comma: name the value typed
+        raise UsageError(f"--variants {text!r} has an empty entry; give variants separated by single commas, "
+                         "e.g. fp32,fast")
     variants = [parse_variant(p) for p in text.split(",")]
     names = [v.name for v in variants]
     if len(set(names)) != len(names):

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out, seed
+from nuat.cli.checks import check_out, data_dir, seed
 from nuat.errors import UsageError
 
 DEFAULT_METHODS = "erm,nuat,nuat-wa,pgd-at,trades"
@@ -42,9 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile N more iterations of each method (torch.profiler): device busy "
                         "time and kernels on CUDA, ATen calls, top operators (default 0: off)")
-    p.add_argument("--data-dir", help="root holding <dataset>/ folders")
+    p.add_argument("--data-dir", type=data_dir, help="root holding <dataset>/ folders")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads, 1 to the machine's cores (default: torch's)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "
                         "leaves out time other processes held the cores; use with --threads 1). Both are recorded")
@@ -79,6 +79,8 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
     json_path = Path(path)
     try:
         result = json.loads(json_path.read_text())
+        if not isinstance(result, dict) or not isinstance(result.get("report", {}), dict):
+            raise ValueError("the file holds no bench result object")
         saved = result.get("report", {})  # the run's title and notes (older JSON files have none)
         md_path, text, figure = write_report(result, json_path, title=title or saved.get("title", "nuat bench"),
                                      notes=notes or saved.get("notes", []))
@@ -91,10 +93,12 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.bench import BenchConfig, parse_variants, run_bench
-    from nuat.bench.report import write
+    from nuat.bench.report import REPORT_SUFFIXES, write
     from nuat.train.device import resolve_device
 
-    if args.render:
+    if args.render is not None:
+        if not args.render.strip():  # e.g. --render "$UNSET": not a request to time everything
+            raise UsageError("--render is empty; give a saved <out>.json")
         return render(args.render, args.title, args.note)
     methods = [m.strip() for m in args.methods.split(",")]
     if not all(methods):  # "erm,,nuat" or a trailing comma: a name was probably lost, so say so
@@ -110,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
     decode_threads = parse_counts(args.decode_threads)
     if decode_threads and not args.loader:
         raise UsageError("--decode-threads applies with --loader")
-    out = None if args.out is None else check_out(args.out, prefix=True)  # "~" expanded as checked
+    out = None
+    if args.out is not None:  # "~" expanded as checked; a report suffix is dropped, as write() does
+        stem = args.out[: -len(Path(args.out).suffix)] if Path(args.out).suffix in REPORT_SUFFIXES else args.out
+        out = check_out(stem or args.out, prefix=True, suffixes=REPORT_SUFFIXES)
     if out is None:  # the default's folder; the file name (model, batch size) is known after the run
         check_out(Path("benchmarks", "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
                   prefix=True)

@@ -37,12 +37,14 @@ def _check_writable_folder(folder: Path, flag: str, value: str) -> None:
     os.rmdir(probe)
 
 
-def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = False) -> Path:
+def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = False,
+              suffixes: tuple[str, ...] = ()) -> Path:
     """Check an output path before any work, and return it as a :class:`Path`; nothing is created.
 
     ``prefix=False``: ``value`` is an output folder; it may exist (as a folder) or not.
     ``prefix=True``: ``value`` is a file name without suffix (``nuat bench``: ``<out>.json``,
-    ``<out>.md``, ...); it must not be a folder, and its parent is checked as the folder.
+    ``<out>.md``, ...); it must not be a folder, nor may ``<out><suffix>`` for any of ``suffixes``
+    (the files to be written), and its parent is checked as the folder.
     Walking up from the folder, the first path that exists must be a writable folder; a file
     there means some component of ``value`` is a file. UsageError (one line) otherwise.
     """
@@ -53,6 +55,10 @@ def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = F
     if prefix:
         if path.is_dir():
             raise UsageError(f"{flag} {text} is a folder; give a path without suffix, e.g. {text}/bench")
+        for suffix in suffixes:
+            if path.with_name(path.name + suffix).is_dir():
+                raise UsageError(f"{flag} {text}: {text}{suffix} is a folder, so the {suffix} file cannot be "
+                                 "written; give another path")
         folder = path.parent
     else:
         folder = path
@@ -63,6 +69,14 @@ def check_out(value: str | os.PathLike, flag: str = "--out", *, prefix: bool = F
         raise UsageError(f"{flag} {text}: {existing} is a file, not a folder; give a path whose parents are folders")
     _check_writable_folder(existing, flag, text)
     return path
+
+
+def data_dir(text: str) -> str:
+    """``--data-dir``'s argparse type: an empty value (``--data-dir "$UNSET"``) would silently mean
+    the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the value is empty; give the folder holding <dataset>/ folders")
+    return text
 
 
 def seed(text: str) -> int:

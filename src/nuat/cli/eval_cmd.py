@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out, float_list, seed
+from nuat.cli.checks import check_out, data_dir, float_list, seed
 from nuat.errors import UsageError
 
 
@@ -31,7 +31,7 @@ def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, ba
     p.add_argument("--mean", help="per-channel normalisation mean for --model, e.g. 0.4914,0.4822,0.4465")
     p.add_argument("--std", help="per-channel normalisation std for --model")
     p.add_argument("--eps", help="L-inf radius, e.g. 8/255 or 0.1 (default: the checkpoint's training eps)")
-    p.add_argument("--data-dir", help="root holding <dataset>/ folders")
+    p.add_argument("--data-dir", type=data_dir, help="root holding <dataset>/ folders")
     p.add_argument("--n", type=int, default=n,
                    help=f"use the first N test images (default: {'all' if n is None else n})")
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default: {batch_size})")
@@ -52,16 +52,46 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval or <checkpoint folder>/eval-<name>)")
     p.add_argument("--overwrite", action="store_true", help="discard a state of another evaluation in --out")
     g = p.add_argument_group("attack parameters")
-    g.add_argument("--pgd-step", default="eps/10", help="PGD step: eps/4, eps/10, 0.01, 2/255 (default: eps/10)")
-    g.add_argument("--pgd-restarts", type=int, default=1, help="random restarts of each PGD run (default: 1)")
-    g.add_argument("--pgd-loss", default="ce", help="ce or margin (default: ce)")
+    g.add_argument("--pgd-step", help="PGD step: eps/4, eps/10, 0.01, 2/255 (default: eps/10)")
+    g.add_argument("--pgd-restarts", type=int, help="random restarts of each PGD run (default: 1)")
+    g.add_argument("--pgd-loss", help="ce or margin (default: ce)")
     g.add_argument("--targets", help="target classes of targeted-pgd: a number or 'all' "
                                      "(default: 9, or all wrong classes of a model with fewer)")
-    g.add_argument("--nuclear-lam", type=float, default=4.0, help="lambda of the NuAT attack (default: 4.0)")
-    g.add_argument("--gama-reference", choices=("start", "clean"), default="start",
+    g.add_argument("--nuclear-lam", type=float, help="lambda of the NuAT attack (default: 4.0)")
+    g.add_argument("--gama-reference", choices=("start", "clean"),
                    help="start (default): GAMA's guide term compares with the softmax at the random start, as "
                         "published; clean: with the softmax at the clean image")
     p.set_defaults(run=run)
+
+
+#: the attack parameters, the attack families that read them, and their defaults
+ATTACK_OPTIONS = {
+    "pgd_step": ("--pgd-step", ("pgd", "targeted-pgd"), "eps/10"),
+    "pgd_restarts": ("--pgd-restarts", ("pgd",), 1),
+    "pgd_loss": ("--pgd-loss", ("pgd",), "ce"),
+    "targets": ("--targets", ("targeted-pgd",), None),
+    "nuclear_lam": ("--nuclear-lam", ("nuclear",), 4.0),
+    "gama_reference": ("--gama-reference", ("gama-pgd",), "start"),
+}
+
+
+def _fill_attack_options(args: argparse.Namespace) -> list[str]:
+    """Fill in the defaults of the attack parameters not given; returns the keys of those given."""
+    given = [key for key in ATTACK_OPTIONS if getattr(args, key) is not None]
+    for key, (_, _, default) in ATTACK_OPTIONS.items():
+        if key not in given:
+            setattr(args, key, default)
+    return given
+
+
+def _check_attack_options_apply(args: argparse.Namespace, given: list[str], requests: list[Any]) -> None:
+    """Refuse an attack parameter that no listed attack reads (like the other method-specific
+    options: not silently ignored)."""
+    families = {r.family for r in requests}
+    for key in given:
+        flag, readers, _ = ATTACK_OPTIONS[key]
+        if not families & set(readers):
+            raise UsageError(f"{flag} applies to {' and '.join(readers)} attacks; --attacks {args.attacks!r} has none")
 
 
 def _channel_values(text: str | None, flag: str) -> list[float] | None:
@@ -133,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from nuat.eval.report import render_markdown
     from nuat.projections import ThreatModelViolation
 
+    given = _fill_attack_options(args)
     if args.pgd_restarts < 1:
         raise UsageError(f"--pgd-restarts must be at least 1, got {args.pgd_restarts}")
     targets_text = None if args.targets is None else args.targets.strip().lower()
@@ -143,10 +174,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--nuclear-lam {args.nuclear_lam:g} is invalid; it must be a finite number >= 0 "
                          f"(default 4.0)")
     requests = parse_attacks(args.attacks, 1)  # names are checked before anything is loaded
+    _check_attack_options_apply(args, given, requests)
     targeted = any(r.family == "targeted-pgd" for r in requests)  # --targets is its option
-    if args.targets is not None and not targeted:
-        # like the other method-specific options: not silently ignored
-        raise UsageError(f"--targets applies to targeted-pgd attacks; --attacks {args.attacks!r} has none")
     needs_package = next((r.family for r in requests if r.family in NEEDS_PYAUTOATTACK), None)
     if needs_package is not None:
         require_pyautoattack(f"attack '{needs_package}'")  # before any attack runs or anything is written

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nuat.cli.checks import check_out, float_list, seed
+from nuat.cli.checks import check_out, data_dir, float_list, seed
 from nuat.cli.resume import OPTION_DEFAULTS, record_given_options, resumed_config, unfinished
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, help="images per optimiser step (default: recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate of the cyclic-step schedule (default: recipe)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and attacks (default: 0)")
-    p.add_argument("--data-dir", help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
+    p.add_argument("--data-dir", type=data_dir, help="root holding <dataset>/ folders (else $NUAT_DATA, ~/.cache/nuat/data, ...)")
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-seed<seed>)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out folder that already holds files: the earlier run's outputs there "
@@ -224,7 +224,7 @@ def run_folder(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from nuat.train.loop import TrainingDiverged, TrainingInterrupted, train
+    from nuat.train.loop import StartedRunDataError, TrainingDiverged, TrainingInterrupted, train
 
     if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a fresh run
         raise UsageError("--resume is empty; give a run directory or 'auto'")
@@ -240,9 +240,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume_run=resume_run)
     except TrainingInterrupted as stop:
-        sys.stderr.write(f"nuat train: stopped by signal {stop.signum}; state saved in {cfg.out}/state; "
+        saved = "state saved in" if stop.saved_now else "stopped at once by a second signal; the newest state is in"
+        sys.stderr.write(f"nuat train: stopped by signal {stop.signum}; {saved} {cfg.out}/state; "
                          f"resume with: nuat train --resume {cfg.out}\n")
         return 128 + stop.signum
+    except StartedRunDataError as exc:  # the run folder holds its start: say how to go on
+        raise UsageError(f"{exc}; the run in {exc.out} has started: fix the data, then continue it with "
+                         f"nuat train --resume {exc.out}") from None
     except TrainingDiverged as exc:
         sys.stderr.write(f"nuat train: error: training diverged ({exc}); the last good checkpoints and state "
                          f"in {cfg.out} are kept\n")

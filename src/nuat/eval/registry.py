@@ -283,6 +283,7 @@ def parse_attacks(text: str, n: int) -> list[Request]:
             raise UsageError(f"--attacks {text!r} has an empty entry; give names separated by single commas, "
                              "e.g. clean,pgd-20")
         name, at, count = token.partition("@")
+        name, count = name.strip(), count.strip()  # "fgsm @ 3" like "clean, fgsm": spaces around parts
         size = n
         if at:  # "clean@" too: not a silent "all images"
             if not count.isdigit() or int(count) < 1:

@@ -141,6 +141,8 @@ def resolve_targets(
     (safetensors, or ``.pt``/``.pth`` read with ``weights_only=True``) is loaded into that
     registered architecture. Raises :class:`UsageError` for anything else.
     """
+    if not str(path).strip():  # Path("") would be ".", the current folder
+        raise UsageError("the checkpoint or run directory is empty; give a path")
     path, device = Path(path), torch.device(device)
     if model is None and (mean is not None or std is not None):  # a nuat checkpoint has its own; not ignored
         raise UsageError("--mean/--std apply to a plain state dict loaded with --model; a nuat run or "
@@ -154,7 +156,7 @@ def resolve_targets(
             raise UsageError(f"{path} is not a finished run directory: no best.safetensors ({present})")
         return [_nuat(p, n, device) for n, p in found]
     if not path.is_file():
-        raise UsageError(f"{path} does not exist")
+        raise UsageError(f"{path} is not a regular file" if path.exists() else f"{path} does not exist")
     if model is None:
         return [_nuat(path, path.stem, device)]
     if dataset is None:

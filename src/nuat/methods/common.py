@@ -24,6 +24,16 @@ from nuat.projections import project_linf
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
+#: most attack steps a training method takes: far beyond the published 10 (PGD-AT, TRADES), and a
+#: bound so that a typo (--attack-steps 100000000) is refused instead of running one step for ever
+MAX_TRAIN_ATTACK_STEPS = 1000
+
+
+def check_train_attack_steps(method: str, steps: int) -> None:
+    """ValueError unless ``1 <= steps <= MAX_TRAIN_ATTACK_STEPS``."""
+    if not 1 <= steps <= MAX_TRAIN_ATTACK_STEPS:
+        raise ValueError(f"{method} takes 1 to {MAX_TRAIN_ATTACK_STEPS} attack steps, got {steps}")
+
 
 def ce_objective(labels: torch.Tensor) -> Objective:
     """Mean cross-entropy of logits (M, C) against ``labels`` (M,): the usual attack objective."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput
-from nuat.methods.common import adversarial_ce, ce_objective, signed_ascent
+from nuat.methods.common import adversarial_ce, ce_objective, check_train_attack_steps, signed_ascent
 from nuat.projections import random_uniform_start
 
 DEFAULTS = MethodDefaults()
@@ -29,8 +29,7 @@ class PGDAT(Method):
 
     def __init__(self, *, steps: int = 10, step_size: float | None = None) -> None:
         super().__init__(steps=steps, step_size=step_size)
-        if steps < 1:
-            raise ValueError(f"PGD-AT needs at least one attack step, got {steps}")
+        check_train_attack_steps("PGD-AT", steps)
         self.steps = steps
         self.step_size = step_size
 

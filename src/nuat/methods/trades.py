@@ -19,7 +19,7 @@ from torch import nn
 
 from nuat.attacks.common import eval_mode
 from nuat.methods.base import Method, MethodDefaults, StepContext, StepOutput, regularised_sums
-from nuat.methods.common import signed_ascent
+from nuat.methods.common import check_train_attack_steps, signed_ascent
 
 DEFAULTS = MethodDefaults()
 Passes = tuple[int, int, int]
@@ -42,8 +42,7 @@ class TRADES(Method):
     def __init__(self, *, beta: float = 6.0, steps: int = 10, step_size: float | None = None,
                  init_std: float = 0.001) -> None:
         super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
-        if steps < 1:
-            raise ValueError(f"TRADES needs at least one attack step, got {steps}")
+        check_train_attack_steps("TRADES", steps)
         if not 0 <= beta < math.inf:  # nan and inf too: they make every loss non-finite
             raise ValueError(f"beta must be a finite number >= 0, got {beta}")
         self.beta = beta

@@ -32,6 +32,7 @@ MODELS: dict[str, ModelBuilder] = {}
 """Literal model names and their builders."""
 
 _FAMILIES: list[tuple[str, re.Pattern[str], FamilyBuilder]] = []
+_FAMILY_MEANINGS: dict[str, str] = {}
 """(display pattern, compiled regex, match -> builder) for parametric names."""
 
 Normalization = tuple[Sequence[float], Sequence[float]] | Mapping[str, Sequence[float]]
@@ -49,8 +50,9 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return decorate
 
 
-def register_family(display: str, pattern: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
-    """Decorator registering a parametric family, e.g. ``("wrn-D-W", r"wrn-(\\d+)-(\\d+)")``.
+def register_family(display: str, pattern: str, meaning: str = "") -> Callable[[FamilyBuilder], FamilyBuilder]:
+    """Decorator registering a parametric family, e.g. ``("wrn-D-W", r"wrn-(\\d+)-(\\d+)", "depth D, width W")``;
+    ``meaning`` (what the pattern's letters stand for) is shown next to it where names are listed.
 
     The decorated function gets the full match and returns a builder; it raises
     :class:`UsageError` for parameters that do not make sense.
@@ -58,6 +60,7 @@ def register_family(display: str, pattern: str) -> Callable[[FamilyBuilder], Fam
 
     def decorate(factory: FamilyBuilder) -> FamilyBuilder:
         _FAMILIES.append((display, re.compile(pattern), factory))
+        _FAMILY_MEANINGS[display] = meaning
         return factory
 
     return decorate
@@ -81,7 +84,9 @@ def _lookup(name: str) -> ModelBuilder:
         match = regex.fullmatch(name)
         if match is not None:
             return factory(match)
-    choices = model_names() + family_patterns()
+    # a family's pattern is listed with what its letters stand for, so it does not read as a name
+    choices = model_names() + [f"{display} ({_FAMILY_MEANINGS[display]})" if _FAMILY_MEANINGS.get(display) else display
+                               for display in family_patterns()]
     close = difflib.get_close_matches(name, model_names(), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(choices)}{hint}")

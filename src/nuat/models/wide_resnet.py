@@ -111,7 +111,7 @@ def wrn_builder(depth: int, widen_factor: int) -> ModelBuilder:
     return build
 
 
-@register_family("wrn-D-W", r"wrn-(\d+)-(\d+)")
+@register_family("wrn-D-W", r"wrn-(\d+)-(\d+)", "depth D, width W, e.g. wrn-34-10")
 def _wrn_family(match: re.Match[str]) -> ModelBuilder:
     return wrn_builder(int(match.group(1)), int(match.group(2)))
 

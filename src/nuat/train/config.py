@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,30 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def _json_matches(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a field's type hint (int for float is fine; bool is no
+    number; containers are checked element by element)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_json_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_json_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) and _json_matches(v, args[1])
+                                               for k, v in value.items())
+    return True
+
+
 def load_run_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """The validated configuration saved in a run's ``config.json`` at ``path``, with ``overrides``
     (e.g. ``out``, ``progress``, ``device`` from the command line) applied.
@@ -144,6 +170,11 @@ def load_run_config(path: str | Path, **overrides: Any) -> TrainConfig:
     if missing:
         raise UsageError(f"the run configuration {path} lacks {', '.join(missing)}; is it a nuat run's config.json?")
     names = {f.name for f in fields}
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields:  # a hand-edited file: a wrong type failed later with a traceback or a vague message
+        if f.name in saved and f.name != "eps" and not _json_matches(saved[f.name], hints[f.name]):  # eps: parse_eps
+            raise UsageError(f"the run configuration {path} is invalid: {f.name} {saved[f.name]!r} is not of "
+                             f"type {f.type}")
     cfg = dataclasses.replace(TrainConfig(**{k: v for k, v in saved.items() if k in names}), **overrides)
     if "device" in overrides:
         resolve_device(cfg.device)  # the command line's value: reported without the file's name

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from nuat.attacks.ifgsm import ifgsm
 from nuat.checkpoints import atomic_write_text, save_model
+from nuat.errors import DataError
 from nuat.data import BatchLoader, check_classes, get_dataset_spec, load_dataset, subset, validation_split
 from nuat.eval.accuracy import batch_correct
 from nuat.losses import nuclear_backend
@@ -29,7 +30,7 @@ from nuat.train import fastpath, health, resume
 from nuat.train.config import TrainConfig
 from nuat.train.device import resolve_device
 from nuat.train.progress import EpochProgress
-from nuat.train.rundir import clear_run_outputs
+from nuat.train.rundir import clear_run_outputs, saved_states
 from nuat.train.state import HEALTHY_STATE
 from nuat.train.ema import ModelEMA, tau_for_run
 from nuat.train.meta import provenance
@@ -128,11 +129,22 @@ def validate(model: nn.Module, data: Any, *, eps: float, steps: int, device: tor
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; the state was saved and the run can be resumed."""
+    """SIGINT/SIGTERM arrived; the run can be resumed from its newest state. ``saved_now``: that
+    state was saved for this signal (False: a second signal stopped the run at once, and the newest
+    state is the last one saved before)."""
 
-    def __init__(self, signum: int, state: Path) -> None:
+    def __init__(self, signum: int, state: Path, *, saved_now: bool = True) -> None:
         super().__init__(f"signal {signum}")
-        self.signum, self.state = signum, state
+        self.signum, self.state, self.saved_now = signum, state, saved_now
+
+
+class StartedRunDataError(DataError):
+    """A data file failed after the run had saved a state (an image folder's images are decoded as
+    training reads them): the run can be continued with ``--resume`` once the data is fixed."""
+
+    def __init__(self, message: str, out: Path) -> None:
+        super().__init__(message)
+        self.out = out
 
 
 class TrainingDiverged(Exception):
@@ -300,13 +312,16 @@ def _truncate_metrics(run: Run) -> None:
 
 
 def _install_signal_handlers(run: Run, *, at_once: bool = False) -> dict[int, Any]:
-    """SIGINT/SIGTERM handlers; returns the previous ones. In training they only flag the signal, so
-    the current optimiser step ends and the state is saved first; with ``at_once`` (the final test
-    evaluation, after the last state was saved) they raise :class:`TrainingInterrupted` there."""
+    """SIGINT/SIGTERM handlers; returns the previous ones. In training the first signal only flags
+    itself, so the current optimiser step ends and the state is saved first; a second one raises
+    :class:`TrainingInterrupted` at once (a step can be long: a user who signals again will not
+    wait; the run resumes from the state saved before). With ``at_once`` (the final test
+    evaluation, after the last state was saved) the first signal raises."""
     def handler(signum: int, frame: Any) -> None:
+        again = bool(run.stop_signal)
         run.stop_signal = signum
-        if at_once:
-            raise TrainingInterrupted(signum, run.out / "state")
+        if at_once or again:
+            raise TrainingInterrupted(signum, run.out / "state", saved_now=at_once)
 
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -354,13 +369,31 @@ def _validate_all(run: Run) -> dict[str, dict[str, float]]:
 def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
     """Run (or resume) a whole training; returns the run summary (also written to ``summary.json``).
 
-    Raises :class:`TrainingInterrupted` after saving the state on SIGINT/SIGTERM and
-    :class:`TrainingDiverged` on a non-finite loss (the last good state and checkpoints stay).
+    Raises :class:`TrainingInterrupted` after saving the state on SIGINT/SIGTERM,
+    :class:`TrainingDiverged` on a non-finite loss (the last good state and checkpoints stay) and
+    :class:`StartedRunDataError` for a data file that fails once the run directory is made.
     """
     wall_start = time.perf_counter()
     cfg.validate()
     run = build_run(cfg)  # raises on bad data/model/method names before anything is written
+    made_folder = not run.out.exists()
     start_epoch, progress = _start(run, resume_run)
+    try:
+        return _train_started(run, start_epoch, progress, wall_start)
+    except DataError as exc:  # found while reading (a lazy image folder): the run directory exists now
+        if saved_states(run.out):
+            raise StartedRunDataError(str(exc), run.out) from None
+        # nothing to resume from: leave nothing half-written, so the same command works once the
+        # data is fixed
+        clear_run_outputs(run.out)
+        if made_folder and not any(run.out.iterdir()):
+            run.out.rmdir()
+        raise
+
+
+def _train_started(run: Run, start_epoch: int, progress: EpochProgress, wall_start: float) -> dict[str, Any]:
+    """:func:`train` once its run directory is made (or its state restored)."""
+    cfg = run.cfg
     run.log(f"nuat: {cfg.method} on {cfg.dataset} ({run.info['train_size']} train / {run.info['val_size']} "
             f"validation), {cfg.model}, eps {cfg.eps:.4g}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, "
             f"batch {cfg.batch_size}, device {run.device}")

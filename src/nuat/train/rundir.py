@@ -25,6 +25,12 @@ def _ours(folder: Path, names: tuple[str, ...]) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
+def saved_states(out: Path) -> list[Path]:
+    """The numbered training states in ``out/state`` (what ``--resume`` continues from)."""
+    state = out / STATE_DIR
+    return [p for p in _ours(state, STATE_PATTERNS[:1]) if not p.name.endswith(".tmp")] if state.is_dir() else []
+
+
 def clear_run_outputs(out: Path) -> list[Path]:
     """Delete what an earlier run left in ``out`` (``--overwrite``); returns the deleted paths.
 
