@@ -68,3 +68,11 @@ def test_nuclear_norm_refuses_mismatched_shapes_and_bad_groups(b_shape, group):
     a = torch.randn(8, 10)
     with pytest.raises(ValueError, match="nuclear_norm needs|group_size"):
         nuclear_norm(a, torch.randn(*b_shape), group_size=group)
+
+
+def test_nuat_objective_without_reference_is_a_clear_error():
+    """lam != 0 with no reference was an AttributeError on None.shape from inside nuclear_norm."""
+    z, y = torch.randn(4, 10), torch.arange(4)
+    with pytest.raises(ValueError, match="reference_logits are needed when lam != 0"):
+        nuat_objective(z, y, None, 1.0)
+    assert torch.isfinite(nuat_objective(z, y, None, 0.0))

@@ -209,7 +209,10 @@ def nuclear_norm(logits_a: torch.Tensor, logits_b: torch.Tensor, *, group_size: 
             ``NEWTON_SCHULZ_FLOOR`` times the Frobenius norm). On a rank-deficient difference the
             norm is not differentiable and the backends return different subgradients: ``gram``,
             ``newton-schulz`` and ``host-svd`` the minimum-norm one, ``U_r V_r^T / M`` (r = rank;
-            singular values below the rank cutoff contribute 0); ``svd`` the ``U V^T / M`` of whichever k
+            singular values below the rank cutoff contribute 0; ``newton-schulz`` only in float64:
+            in float32 the rounding leaves the vanished singular values near 1e-8 of the norm, below
+            its floor but not at 0, and they count with part weight, a null-space term of spectral
+            norm up to 1/M); ``svd`` the ``U V^T / M`` of whichever k
             singular vectors LAPACK/cuSOLVER returns, i.e. ``U_r V_r^T / M`` plus a term on the
             null spaces of spectral norm up to 1/M (tests/bench/test_nuclear_backends.py).
 
@@ -256,6 +259,8 @@ def nuat_objective(
     ``logits`` and ``reference_logits``: (M, C); ``labels``: (M,) int64. CE is the minibatch mean;
     at ``lam == 0`` the reference is not read (None allowed); ``group_size`` as in
     :func:`nuclear_norm`."""
+    if lam != 0.0 and reference_logits is None:
+        raise ValueError("reference_logits are needed when lam != 0")
     loss = F.cross_entropy(logits, labels)
     if lam != 0.0:
         loss = loss + lam * nuclear_norm(logits, reference_logits, group_size=group_size)

@@ -107,3 +107,31 @@ def test_zero_eps_and_numpy_eps_are_accepted():
     x, y = batch(n=8)
     assert torch.equal(fgsm(model, x, y, eps=0.0), x)
     check_linf(pgd(model, x, y, eps=np.float32(0.1), steps=2), x, 0.1)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("pgd", lambda m, x, y: pgd(m, x, y, eps=0.1, steps=2, loss="foo")),
+    ("targeted_pgd", lambda m, x, y: targeted_pgd(m, x, y, eps=0.1, steps=2, loss="foo")),
+])
+@pytest.mark.parametrize("n", [8, 0])
+def test_an_unknown_loss_is_refused_before_any_model_pass(name, call, n):
+    """targeted_pgd ranked its targets with a model pass first; both took any name on an empty batch."""
+    x, y = batch(n=8)
+    calls = []
+    model = tiny_cnn()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match="unknown .*loss 'foo'"):
+        call(model, x[:n], y[:n])
+    assert calls == []
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_inputs_made_under_inference_mode_are_attacked(name):
+    """fgsm and nuclear raised torch's 'inference tensor' error (requires_grad on such a tensor)."""
+    model = tiny_cnn()
+    x, y = batch(n=8)
+    with torch.inference_mode():
+        x_inf, y_inf = x.clone(), y.clone()
+    got = ATTACKS[name](model, x_inf, y_inf, 0.1)
+    check_linf(got, x, 0.1)
+    assert torch.equal(got, ATTACKS[name](model, x, y, 0.1))

@@ -36,3 +36,18 @@ def test_tau_for_run_keeps_the_published_horizon_fraction():
     # horizon 1/(1 - tau) as a fraction of the run is (about) the same
     assert (1 / (1 - short)) / 3688 == __import__("pytest").approx((1 / (1 - 0.9998)) / PUBLISHED_STEPS, rel=0.02)
     assert 0.99 < short < 0.9998
+
+
+def test_tied_weights_are_averaged_once():
+    """state_dict() lists a shared tensor under each name; lerping each name applied tau twice
+    (0.81 instead of 0.9 for the tied weight)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
+    model[1].weight = model[0].weight
+    ema = ModelEMA(model, tau=0.9)
+    assert ema.model[1].weight is ema.model[0].weight  # deepcopy keeps the tie
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.model[0].weight, start + 0.1, atol=1e-6)

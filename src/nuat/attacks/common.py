@@ -46,6 +46,8 @@ def check_batch(inputs: torch.Tensor, labels: torch.Tensor, eps: float) -> torch
                          "(a string like '8/255': nuat.projections.parse_eps)")
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0 (pixels of [0, 1] images), got {eps!r}")
+    if labels.is_inference():  # made under torch.inference_mode(): autograd may not save it (the loss)
+        labels = labels.clone()
     return labels if labels.dtype == torch.int64 else labels.long()
 
 
@@ -87,7 +89,8 @@ def input_gradient(model: nn.Module, x: torch.Tensor, objective: Callable[[torch
     the backward runs with autocast off, so the losses' own backward formulas (e.g. the nuclear
     norm's) stay in float32.
     """
-    x = x.detach().requires_grad_(True)
+    # a tensor made under torch.inference_mode() cannot require grad: a normal copy of it can
+    x = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
     freeze = frozen_parameters(model) if is_compiled(model) else contextlib.nullcontext()
     with torch.enable_grad(), freeze:
         loss = objective(model(x))

@@ -16,12 +16,16 @@ from nuat.projections import project_linf, random_uniform_start
 LOSSES = ("ce", "margin")
 
 
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown PGD loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+
+
 def _objective(loss: str, labels: torch.Tensor):
+    _check_loss(loss)
     if loss == "ce":
         return lambda z: F.cross_entropy(z, labels, reduction="sum")
-    if loss == "margin":
-        return lambda z: margin_loss(z, labels).sum()
-    raise ValueError(f"unknown PGD loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+    return lambda z: margin_loss(z, labels).sum()
 
 
 def pgd_trace(
@@ -127,6 +131,7 @@ def pgd(
     labels = check_batch(inputs, labels, eps)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    _check_loss(loss)  # before any model pass, also on a batch with nothing to attack
     size = 2.5 * eps / steps if step_size is None else step_size
     result = inputs.detach().clone()
     remaining = torch.ones(labels.shape[0], dtype=torch.bool, device=inputs.device)

@@ -67,6 +67,8 @@ def targeted_pgd(
     labels = check_batch(inputs, labels, eps)
     if targets is not None and targets < 1:  # no target run: the clean images would pass as an attack
         raise ValueError(f"targets must be >= 1 or None (all wrong classes), got {targets}")
+    if loss not in LOSSES:  # before the model pass that ranks the targets
+        raise ValueError(f"unknown targeted loss {loss!r}; choose one of: {', '.join(LOSSES)}")
     size = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
         ranked = target_classes(model(inputs), labels, targets)

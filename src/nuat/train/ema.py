@@ -53,9 +53,12 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the current ``model`` state into the average (no host synchronisation)."""
-        avg_state = self.model.state_dict()
+        # named_parameters / named_buffers list a tensor shared by several modules (tied weights)
+        # once; state_dict() lists it under every name, and the lerp would then apply tau twice
+        avg_state = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        current = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         floats_avg, floats_cur = [], []
-        for name, value in model.state_dict().items():
+        for name, value in current.items():
             target = avg_state[name]
             if target.dtype.is_floating_point:
                 floats_avg.append(target)
