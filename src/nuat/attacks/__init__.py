@@ -5,8 +5,9 @@ of any integer dtype (int32, uint8: widened to int64); eps (a number >= 0) and s
 pixel units of that range; outputs are adversarial images of the inputs' shape and dtype inside
 the eps-ball and the [0, 1] box (float32 and float64 inputs: to within float32 rounding; in
 bfloat16 or float16, ``x +- eps`` rounds and an output can lie one unit in the last place beyond
-eps, which :func:`nuat.projections.check_linf` refuses: attack in float32). That inputs lie in [0, 1] is not checked (a host sync per call):
-images in 0..255 come back clamped to [0, 1], far outside their eps-ball, so scale them first.
+eps, which :func:`nuat.projections.check_linf` refuses: attack in float32). That inputs lie in
+[0, 1] is not checked (a host sync per call): images in 0..255 come back clamped to [0, 1], far
+outside their eps-ball, so scale them first.
 The model must take the inputs' dtype (a float32 model refuses float64 inputs; pyautoattack
 feeds float32, so a float64 model fails inside it).
 None of them changes the model's mode: evaluation code puts the model in eval mode (the NuAT

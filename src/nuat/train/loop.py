@@ -371,7 +371,8 @@ def train(cfg: TrainConfig, *, resume_run: bool = False) -> dict[str, Any]:
 
     Raises :class:`TrainingInterrupted` after saving the state on SIGINT/SIGTERM,
     :class:`TrainingDiverged` on a non-finite loss (the last good state and checkpoints stay) and
-    :class:`StartedRunDataError` for a data file that fails once the run directory is made.
+    :class:`StartedRunDataError` for a data file that fails once the run has saved a state (before
+    that, the run's files are removed and the :class:`DataError` itself propagates).
     """
     wall_start = time.perf_counter()
     cfg.validate()
