@@ -328,3 +328,63 @@ def test_decode_cache_of_a_folder_notices_an_edited_image_of_the_same_size(tmp_p
     os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
     again = folder_mod.cached_decode("demo", "train", source, 32)
     assert first.images[0, 0, 0, 0].item() == 10 and again.images[0, 0, 0, 0].item() == 110
+
+
+def test_evaluation_view_is_torchvisions_resize_and_center_crop():
+    """Resize(256) + CenterCrop(224) as torchvision computes it: the longer side truncated (640 x 427
+    -> 383 x 256, not the rounded 384) and the crop offsets rounded ((383 - 224) / 2 = 79.5 -> 80)."""
+    from PIL import Image
+
+    from nuat.data.imagedata import fit_image
+
+    rng = np.random.default_rng(0)
+    for (w, h), (nw, nh), (left, top) in [((640, 427), (383, 256), (80, 16)), ((427, 640), (256, 383), (16, 80)),
+                                          ((500, 375), (341, 256), (58, 16)), ((256, 300), (256, 300), (16, 38))]:
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        want = image.resize((nw, nh), Image.BILINEAR).crop((left, top, left + 224, top + 224))
+        got = fit_image(image, 224, 256)
+        assert np.array_equal(np.asarray(got), np.asarray(want)), (w, h)
+
+
+def test_decode_errors_name_the_file_also_inside_an_archive(tmp_path, fakes):
+    """cifar10-jpeg said 'cannot decode image 33 of cifar10-jpeg train' (a position in the class-
+    interleaved order), and from a tar named the file '<_io.BytesIO object at 0x...>'."""
+    import tarfile
+
+    fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "train", CLASSES, 2, fmt="JPEG")
+    fakes.write_image_folder(tmp_path / "a" / "cifar10-jpeg" / "test", CLASSES, 1, fmt="JPEG")
+    broken = tmp_path / "a" / "cifar10-jpeg" / "train" / CLASSES[1] / "0001.jpg"
+    assert broken.exists(), sorted(p.name for p in broken.parent.iterdir())
+    broken.write_bytes(b"junk")
+    with pytest.raises(DataError, match=f"cannot decode image {broken}: "):
+        load_dataset("cifar10-jpeg", "train", tmp_path / "a")
+    archive = tmp_path / "b" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "a" / "cifar10-jpeg", arcname="cifar10-jpeg")
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10-jpeg", "train", tmp_path / "b")
+    assert f"cannot decode image {archive}:train/{CLASSES[1]}/0001.jpg: " in str(info.value)
+    assert "BytesIO" not in str(info.value)
+
+
+def test_a_decompression_bomb_is_a_data_error_naming_the_file(tmp_path, fakes, monkeypatch):
+    """PIL's DecompressionBombError is no OSError: it was a traceback."""
+    from PIL import Image
+
+    fakes.write_image_folder(tmp_path / "imagefolder" / "train", ["a", "b"], 2, size=(40, 30))
+    fakes.write_image_folder(tmp_path / "imagefolder" / "test", ["a", "b"], 1, size=(40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 30 > 2 x 100: PIL refuses it
+    with pytest.raises(DataError, match="cannot decode image .*imagefolder/train/a/.*exceeds limit"):
+        load_dataset("imagefolder", "train", tmp_path)  # the first image's size probe
+    data = load_dataset("imagefolder", "train", tmp_path, image_size=16)
+    with pytest.raises(DataError, match="cannot decode image .*imagefolder/train/.*exceeds limit"):
+        data.get_batch(torch.tensor([0]))
+
+
+def test_a_class_list_with_a_byte_order_mark_reads_its_first_class(tmp_path):
+    from nuat.data.datasets import read_class_list
+
+    path = tmp_path / "classes.txt"
+    path.write_text("n01440764\nn01443537\n", encoding="utf-8-sig")
+    assert read_class_list(path) == ["n01440764", "n01443537"]

@@ -156,7 +156,7 @@ register_dataset(DatasetSpec(
 def read_class_list(path: Path) -> list[str]:
     """Class folder names from ``path``: one per line, blank lines and ``#`` comments skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is no class name
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read class list {path}: {exc}") from None
     names = [line.split("#", 1)[0].strip() for line in lines]

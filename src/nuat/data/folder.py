@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 import tempfile
 import zlib
@@ -29,7 +30,7 @@ __all__ = ["IMAGE_EXTENSIONS", "interleave_classes", "scan_image_folder", "find_
            "read_tar_split", "decode_images", "decoded_cache_dir", "cached_decode"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-CACHE_VERSION = "2"  # 2: class-interleaved order
+CACHE_VERSION = "3"  # 2: class-interleaved order; 3: torchvision's resize and crop arithmetic (fit_image)
 
 
 def _is_image(name: str) -> bool:
@@ -92,7 +93,7 @@ def load_image_folder(split_dir: Path, image_size: int | None = None, resize_to:
         try:
             with Image.open(paths[0]) as img:
                 image_size = min(img.size)
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot decode image {paths[0]}: {exc}") from None
     return FolderImageData(paths, labels, classes, image_size, resize_to)
 
@@ -127,9 +128,11 @@ def read_tar_split(tar_path: Path, split: str,
     return members, sorted({m[0] for m in members})
 
 
-def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: str) -> np.ndarray:
+def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: str,
+                  names: Sequence[str] | None = None) -> np.ndarray:
     """Decode ``count`` images (file bytes or paths) to uint8 (N, 3, size, size), with a tqdm bar
-    on a terminal unless turned off (``nuat.data.progress``, ``load_dataset(..., progress=False)``)."""
+    on a terminal unless turned off (``nuat.data.progress``, ``load_dataset(..., progress=False)``).
+    ``names``: what an error calls each image (default: the path, or its position in ``desc``)."""
     from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
@@ -141,9 +144,15 @@ def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: s
         try:
             with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
                 out[i] = np.asarray(fit_image(img.convert("RGB"), size), dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise DataError(f"cannot decode image {i} of {desc}: {exc}") from None
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            name = names[i] if names is not None else src if isinstance(src, str) else f"{i} of {desc}"
+            raise DataError(f"cannot decode image {name}: {_reason(exc)}") from None
     return out.transpose(0, 3, 1, 2)
+
+
+def _reason(exc: Exception) -> str:
+    """PIL's message, without the ``<_io.BytesIO object at 0x...>`` it names an in-memory file by."""
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "it", str(exc))
 
 
 def decoded_cache_dir() -> Path:
@@ -207,7 +216,8 @@ def cached_decode(name: str, split: str, source: Path, size: int) -> ArrayImageD
         members, classes = read_tar_split(source, split)
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[m[0]] for m in members], dtype=torch.int64)
-        images = decode_images((m[2] for m in members), len(members), size, f"{name} {split}")
+        images = decode_images((m[2] for m in members), len(members), size, f"{name} {split}",
+                               names=[f"{source}:{split}/{m[0]}/{m[1]}" for m in members])
     data = ArrayImageData(torch.from_numpy(np.ascontiguousarray(images)), labels, classes)
     _write_cache(cache, data)
     return data

@@ -101,17 +101,20 @@ class ArrayImageData(ImageData):
 
 def fit_image(image, size: int, resize_to: int | None = None):
     """Resize a PIL image's shorter side to ``resize_to`` (default ``size``), then
-    center-crop ``size`` x ``size``. Images already ``size`` x ``size`` are returned as is."""
+    center-crop ``size`` x ``size``. Images already ``size`` x ``size`` are returned as is.
+
+    The arithmetic is torchvision's ``Resize(resize_to)`` + ``CenterCrop(size)``, pixel for pixel
+    (the usual evaluation view): the longer side is truncated, ``int(resize_to * long / short)``,
+    and the crop's offsets are rounded, ``int(round((side - size) / 2))``."""
     from PIL import Image
 
     w, h = image.size
     if (w, h) == (size, size) and resize_to in (None, size):
         return image
     short = resize_to or size
-    scale = short / min(w, h)
-    nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
     image = image.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
     return image.crop((left, top, left + size, top + size))
 
 
@@ -193,7 +196,7 @@ class FolderImageData(ImageData):
                 else:
                     img = resized_crop_flip_image(img, self.image_size, generator)
                 return np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}") from None
 
     def _executor(self) -> ThreadPoolExecutor:
