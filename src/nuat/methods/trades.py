@@ -6,7 +6,8 @@ classes and examples, divided by the batch size M), gradients through both forwa
 The attack maximises the KL term alone, from ``X + 0.001 * N(0, I)``, with ``steps`` signed steps
 of ``step_size``, each projected to the eps-ball and [0, 1]; its target ``softmax f(X)`` is
 computed once, in eval mode, like the attack. Published CIFAR-10 defaults: beta = 6 (1/lambda),
-10 steps of 0.007 at eps 0.031 (here eps / 4); MNIST used beta = 1 and 40 steps of 0.01 at 0.3.
+10 steps of 0.007 at eps 0.031 (eps / 4.4; here eps / 4, i.e. 2/255 at 8/255, as in the AWP
+authors' TRADES script); MNIST used beta = 1 and 40 steps of 0.01 at 0.3.
 """
 
 from __future__ import annotations
