@@ -497,3 +497,38 @@ def test_default_targets_on_a_ten_class_model_are_the_top_nine(undefended_checkp
     code, out, err = run_cli(eval_args(undefended_checkpoint, tmp_path / "o", real_data_dir, n="4",
                                        attacks="targeted-pgd-1"), capsys)
     assert code == 0 and "targeted PGD-1 (top-9)" in out, err
+
+
+def test_a_plain_state_dict_resumed_with_another_normalisation_is_refused(undefended_mnist, tmp_path, real_data_dir,
+                                                                          capsys):
+    """The state knew the file only by its hash: --mean/--std (or --model) make another model of the
+    same file, and a rerun into the same --out reported the first model's numbers."""
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in undefended_mnist.state_dict().items()}, str(plain))
+    args = ["--model", "small-cnn", "--dataset", "mnist", "--eps", "0.3"]
+    out = tmp_path / "o"
+    code, _, err = run_cli(eval_args(plain, out, real_data_dir, *args, "--mean", "0", "--std", "1", n="16",
+                                     attacks="clean"), capsys)
+    assert code == 0, err
+    spec = json.loads((out / "eval.json").read_text())["checkpoint"]["model_spec"]
+    assert spec["name"] == "small-cnn" and spec["normalization"] == {"mean": [0.0], "std": [1.0]}
+    code, _, err = run_cli(eval_args(plain, out, real_data_dir, *args, "--mean", "0.5", "--std", "0.2", n="16",
+                                     attacks="clean"), capsys)
+    assert code == 2 and "other settings" in err and "model_spec" in err, err
+
+
+def test_the_default_eps_is_the_checkpoints_to_the_last_digit(undefended_mnist, tmp_path, real_data_dir, capsys):
+    """It was printed with 6 significant digits and parsed back: 8/255 became 0.0313725, a slightly
+    smaller ball than the one trained, and a later --eps 8/255 into the same --out was refused."""
+    from nuat.checkpoints import save_model
+
+    ckpt = tmp_path / "m.safetensors"
+    save_model(ckpt, undefended_mnist, dataset="mnist", eps=8 / 255, threat_model="linf", method="erm", epoch=1)
+    out = tmp_path / "o"
+    code, _, err = run_cli(eval_args(ckpt, out, real_data_dir, n="8", attacks="clean,fgsm"), capsys)
+    assert code == 0, err
+    result = json.loads((out / "eval.json").read_text())
+    assert result["eps"] == 8 / 255 and result["eps_text"] == "8/255"
+    assert run_cli(eval_args(ckpt, out, real_data_dir, "--eps", "8/255", n="8", attacks="clean,fgsm"), capsys)[0] == 0

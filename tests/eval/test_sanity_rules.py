@@ -147,6 +147,20 @@ def test_more_steps_flags_pgd50_two_points_above_the_worst_white_box(monkeypatch
     assert _status(monkeypatch, acc)["more"] == status
 
 
+@pytest.mark.parametrize("check, acc", [
+    ("iterative", {"pgd-20": 50.5, "pgd-10": 55.0}),  # FGSM 50 + 0.5 points, exactly
+    ("white-box", {"square": 43.0}),  # PGD-100 44 - 1 point, exactly
+    ("accuracy", {"sweep": {**HONEST["sweep"], 0.2: 30.5}}),  # the accuracy at 0.15 + 0.5 points, exactly
+    ("unbounded", {"unbounded": 1.0}),  # 1% left, exactly
+    ("more", {"pgd-10": 70.0, "pgd-20": 50.0, "pgd-50": 46.0}),  # the worst white-box 44 + 2 points, exactly
+])
+def test_a_gap_of_exactly_the_tolerance_passes(monkeypatch, check, acc):
+    """The rules said PASS up to and including the tolerance, but compared float32 accuracies: a gap
+    of exactly the tolerance fell either side of it by rounding (at n = 500, 300 against 295 images
+    flagged where 400 against 395 passed). They now compare image counts exactly."""
+    assert _status(monkeypatch, _with(**acc))[check] == "PASS"
+
+
 @pytest.mark.parametrize("smooth, status", [
     ((0.04, 0.09, 2.9), "PASS"),
     ((0.06, 0.0, 1.0), "FLAG"),   # zero gradients > 5%

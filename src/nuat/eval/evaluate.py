@@ -62,6 +62,8 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
     out = Path(out)
     header = {"checkpoint_sha256": target.sha256, "dataset": options.dataset, "split": "test",
               "eps": options.settings.eps, "seed": options.seed, "batch_size": options.batch_size}
+    if not target.metadata:  # a plain state dict: --model and --mean/--std make the model, not the file alone
+        header["model_spec"] = target.model_spec
     state = run_jobs(target.model, jobs, data, out / "state.json", header, eps=options.settings.eps,
                      seed=options.seed, batch_size=options.batch_size, device=device,
                      progress=options.progress, fresh=fresh)
@@ -69,7 +71,7 @@ def evaluate(target: EvalTarget, options: EvalOptions, out: str | Path, *, fresh
     result = {
         "format": FORMAT,
         "checkpoint": {"name": target.name, "path": str(target.path), "sha256": target.sha256,
-                       "model": target.model_name, "metadata": meta},
+                       "model": target.model_name, "model_spec": target.model_spec, "metadata": meta},
         "dataset": options.dataset, "split": "test", "n": n, "threat_model": "linf",
         "eps": options.settings.eps, "eps_text": options.eps_text, "seed": options.seed,
         "batch_size": options.batch_size, "settings": asdict(options.settings),
