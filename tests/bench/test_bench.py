@@ -105,6 +105,12 @@ def test_bench_cli_writes_json_and_markdown_table(real_data_dir, tmp_path, capsy
     assert gpu_md.startswith("# re-rendered") and "## Targets (GPU)" in gpu_md and "test run" in gpu_md
     assert gpu_json.with_suffix(".png").is_file()
     assert "| NuAT / ERM | fp32 |" in gpu_md and "<= 2.8 |" in gpu_md and "| NuAT images / s | fp32 |" in gpu_md
+    # the title given is kept in the JSON (a report re-titled once lost its title and notes on the
+    # next render), the measurements are not touched
+    rewritten = json.loads(gpu_json.read_text())
+    assert rewritten["report"] == {"title": "re-rendered", "notes": ["test run"]}
+    assert {k: v for k, v in rewritten.items() if k != "report"} == {k: v for k, v in result.items() if k != "report"}
+    assert main(["bench", "--render", str(gpu_json)]) == 0 and gpu_md == gpu_json.with_suffix(".md").read_text()
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     assert main(["bench", "--render", str(broken)]) == 2
@@ -525,6 +531,20 @@ def test_target_window_is_where_both_ratio_targets_hold_at_the_floors():
     erm, nuat, pgd = (pass_floor(p, per_pass) for p in ([1, 0, 1], [3, 1, 2], [11, 10, 1]))
     assert ratios_at_floor(5 / 8) == pytest.approx((nuat / erm, pgd / nuat))
     assert target_window(3.3, 3.5) == pytest.approx((6 / 6.5, 1.3))
+    # exactly at the bound: 2.8 - 2 was 0.7999999999999998 in floating point, so r = 0.8, where
+    # NuAT / ERM = 2.8 holds, fell outside
+    assert high == 0.8 and low <= 0.8 <= high and target_window(3.3, 3.5)[1] == 1.3
+
+
+def test_r_next_to_a_bound_gets_a_third_decimal():
+    """r = 0.8010 read "0.80, outside the window 0.64 <= r <= 0.80"."""
+    from nuat.bench.report import _window
+
+    passes = {"forward_input_backward": {"median": 0.8010}, "forward_full_backward": {"median": 1.0}}
+    line = _window({"environment": {"device": "cuda:0"}}, passes)[1]
+    assert "= 0.801, outside the window 0.64 <= r <= 0.80" in line
+    passes["forward_input_backward"]["median"] = 0.57
+    assert "= 0.57, outside" in _window({"environment": {"device": "cuda:0"}}, passes)[1]
 
 
 def test_report_places_each_variants_r_against_the_window():

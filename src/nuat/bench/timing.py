@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -45,8 +46,10 @@ def target_window(nuat_over_erm_max: float, pgd_over_nuat_min: float) -> tuple[f
     """The r = fi / ff for which both NuAT / ERM <= ``nuat_over_erm_max`` and PGD-10 / NuAT >=
     ``pgd_over_nuat_min`` hold at the floors (:func:`ratios_at_floor`), as ``(low, high)``; empty
     when ``low > high``. Issue 7's GPU targets (2.8, 2.8) give (0.64, 0.80)."""
-    a, b = nuat_over_erm_max, pgd_over_nuat_min
-    return (2 * b - 1) / (10 - b), a - 2
+    # in exact arithmetic on the targets as written: 2.8 - 2 is 0.7999999999999998 in floating point,
+    # which put r = 0.80, where both targets hold, outside the window
+    a, b = Fraction(str(nuat_over_erm_max)), Fraction(str(pgd_over_nuat_min))
+    return float((2 * b - 1) / (10 - b)), float(a - 2)
 
 
 def synchronize(device: torch.device) -> None:

@@ -71,10 +71,13 @@ def parse_counts(text: str | None) -> tuple[int, ...]:
 
 
 def render(path: str, title: str | None, notes: list[str]) -> int:
-    """Rebuild ``<out>.md`` and ``<out>.png`` from ``<out>.json`` with the current report code."""
+    """Rebuild ``<out>.md`` and ``<out>.png`` from ``<out>.json`` with the current report code. A
+    ``title`` or ``notes`` given replace the saved ones in the JSON too, so that the JSON alone
+    rebuilds the report again (the measurements in it are left as they are)."""
     import json
 
     from nuat.bench.report import write_report
+    from nuat.checkpoints import atomic_write_text
 
     json_path = Path(path)
     try:
@@ -82,8 +85,14 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
         if not isinstance(result, dict) or not isinstance(result.get("report", {}), dict):
             raise ValueError("the file holds no bench result object")
         saved = result.get("report", {})  # the run's title and notes (older JSON files have none)
-        md_path, text, figure = write_report(result, json_path, title=title or saved.get("title", "nuat bench"),
-                                     notes=notes or saved.get("notes", []))
+        report = {"title": title or saved.get("title", "nuat bench"), "notes": list(notes or saved.get("notes", []))}
+        new_json = None
+        if (title or notes) and report != saved:
+            result["report"] = report
+            new_json = json.dumps(result, indent=2) + "\n"
+        md_path, text, figure = write_report(result, json_path, title=report["title"], notes=report["notes"])
+        if new_json is not None:  # after the report was built: a malformed result changes no file
+            atomic_write_text(json_path, new_json)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--render {path}: not a readable nuat bench JSON ({type(exc).__name__}: {exc})") from None
     print(text, end="")
