@@ -150,3 +150,25 @@ def test_plain_state_dicts_say_how_to_load_them_from_python_and_where_a_nested_o
     with pytest.raises(CheckpointError, match=r"under 'model', 'ema': save that entry alone "
                                               r"\(torch\.save\(checkpoint\['model'\], path\)\)"):
         load_state_dict_file(wrapped)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_wrapper_prefixes_are_taken_off_in_either_format(tmp_path, prefix, suffix):
+    """'module.' was stripped from .pt files only (a DataParallel safetensors file then did not fit),
+    and torch.compile's '_orig_mod.' from neither."""
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    wrapped = {f"{prefix}{k}": v.contiguous() for k, v in model.state_dict().items()}
+    path = tmp_path / f"w{suffix}"
+    save_file(wrapped, str(path)) if suffix == ".safetensors" else torch.save(wrapped, path)
+    loaded = load_state_dict_file(path)
+    assert loaded.keys() == model.state_dict().keys()
+    other = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28)
+    other.load_state_dict(loaded)
+
+
+def test_a_prefix_only_some_keys_have_stays():
+    from nuat.checkpoints import _unwrapped
+
+    state = {"module.a": torch.zeros(1), "b": torch.zeros(1)}
+    assert _unwrapped(state).keys() == state.keys()

@@ -66,7 +66,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
 [load_dataset('$DATASET', s, data_dir='$DATA') for s in ('train', 'test')]; print(f'decoded in {time.time() - t:.1f} s')"
     ;;
   tests)
-    $PYTHON -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib" -q -rs tests/bench/test_nuclear_backends.py 2>&1 | tee "$RESULTS/tests.log"
+    $PYTHON -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib" -q -rs tests/bench/test_nuclear_backends.py tests/train/test_resume_generators.py 2>&1 | tee "$RESULTS/tests.log"
     ;;
   bench)
     $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --loader --check-syncs \

@@ -133,7 +133,9 @@ def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor], error: E
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, or of a ``.pt``/``.pth`` file read with ``weights_only=True``.
 
-    Anything that needs unpickling beyond plain tensors is refused and never executed.
+    Anything that needs unpickling beyond plain tensors is refused and never executed. The key
+    prefixes of a wrapped model's state dict (``module.``: DataParallel / DistributedDataParallel;
+    ``_orig_mod.``: ``torch.compile``) are taken off where every key has them, in either format.
     """
     path = Path(path)
     if not path.is_file():
@@ -141,7 +143,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))  # parses a JSON header and raw tensors: nothing to execute
+        return _unwrapped(load_file(str(path)))  # parses a JSON header and raw tensors: nothing to execute
     except Exception as exc:
         if path.suffix == ".safetensors":
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
@@ -163,7 +165,23 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                 f"(torch.save(checkpoint[{nested[0]!r}], path))") if nested else ""
         raise CheckpointError(f"refusing {path}: expected a dict of tensors (a state dict), or one under "
                               f"'state_dict'{hint}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return _unwrapped(obj)
+
+
+#: key prefixes of wrapped models' state dicts: DataParallel / DDP, torch.compile
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the wrapper prefixes that all its keys share (nested ones too)."""
+    stripped = True
+    while stripped and state:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
+    return state
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:

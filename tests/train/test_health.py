@@ -162,6 +162,50 @@ def test_kill_during_redone_epoch_resumes_it_with_the_remedy(real_data_dir, tmp_
     assert all(ref[k].equal(got[k]) for k in ref)
 
 
+def test_kill_between_an_epochs_two_state_writes_still_rolls_back_the_next_collapse(real_data_dir, tmp_path,
+                                                                                     monkeypatch):
+    """An epoch end writes a numbered state and the healthy one. Numbered first, a kill between
+    them left the healthy state an epoch behind, and the resumed run kept a collapsed epoch 3
+    ("the last healthy state is from the end of epoch 1, not 2: continuing") that the
+    uninterrupted run rolled back. Healthy first, the resume replays epoch 2 and rolls back."""
+    from nuat.train import resume
+
+    real_validate, real_train_epoch, now = loop.validate, loop.train_epoch, {}
+
+    def train_epoch(run, epoch, *args):
+        now.update(epoch=epoch, remedy=run.remedy_active)
+        return real_train_epoch(run, epoch, *args)
+
+    def validate(model, data, **kw):  # the first attempt at epoch 3 collapses, in every run
+        clean, robust = real_validate(model, data, **kw)
+        return (0.9, 0.01) if now == {"epoch": 2, "remedy": False} else (clean, max(robust, 0.5))
+
+    monkeypatch.setattr(loop, "train_epoch", train_epoch)
+    monkeypatch.setattr(loop, "validate", validate)
+    monkeypatch.setattr(loop, "_draw_curves", lambda run, force=False: None)
+    loop.train(_tiny_config(real_data_dir, tmp_path / "ref"))
+
+    real_save, writes = resume.save, []
+
+    def save(run, epoch, progress, *, name=None):
+        if epoch == 2 and progress.batch == 0:  # the end of epoch 2: killed after its first write
+            writes.append(name)
+            if len(writes) == 2:
+                raise Killed
+        return real_save(run, epoch, progress, name=name)
+
+    monkeypatch.setattr(resume, "save", save)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        loop.train(_tiny_config(real_data_dir, out))
+    monkeypatch.setattr(resume, "save", real_save)
+    loop.train(_tiny_config(real_data_dir, out), resume_run=True)
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("remedy")) for r in records] == [(1, None), (2, None), (3, True)]
+    ref, got = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(out / "last.safetensors"))
+    assert all(ref[k].equal(got[k]) for k in ref)
+
+
 def test_saving_a_state_discards_later_states_of_an_abandoned_attempt(tmp_path):
     tensors = {"w": torch.zeros(2)}
     for iteration in (12, 14, 16):

@@ -107,6 +107,10 @@ def test_curves_png_is_drawn_every_epoch(mnist_run, tmp_path, monkeypatch):
     assert best_epoch(records) == ema["epoch"]
     plain = [{k: v for k, v in r.items() if not k.endswith("_ema")} for r in records]
     assert best_epoch(plain) == nuat.load_model(mnist_run / "best.safetensors").checkpoint_metadata["epoch"]
+    # each checkpoint says which weights it holds (the two files' metadata differed only in scores)
+    config = json.loads((mnist_run / "config.json").read_text())
+    assert ema["weights"] == "ema" and ema["tau"] == config["averages_effective"]["ema"]
+    assert nuat.load_model(mnist_run / "best.safetensors").checkpoint_metadata["weights"] == "model"
     assert best_epoch([{"epoch": 1, "val_ifgsm7_acc": 0.5}, {"epoch": 2, "val_ifgsm7_acc": 0.5}]) == 1  # first wins
     empty = tmp_path / "metrics.jsonl"
     empty.write_text("")

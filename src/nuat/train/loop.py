@@ -245,8 +245,16 @@ def train_epoch(run: Run, epoch: int, lam: float, progress: EpochProgress) -> di
     return stats
 
 
-def _checkpoint_info(run: Run, epoch: int, scores: dict[str, float]) -> dict[str, Any]:
-    return {**run.info, "epoch": epoch + 1, "val_ifgsm7_acc": scores["robust"], "val_clean_acc": scores["clean"]}
+def _checkpoint_info(run: Run, epoch: int, scores: dict[str, float], suffix: str = "") -> dict[str, Any]:
+    """A checkpoint's metadata: the run's facts, its epoch and validation scores, and which weights
+    it holds (``weights``: ``model``, or the average's name with its ``tau``, so that a renamed
+    ``-ema`` file still says it is the average)."""
+    weights = {"weights": "model"}
+    if suffix:
+        name = suffix.removeprefix("-")
+        weights = {"weights": name, "tau": run.averages[name].tau}
+    return {**run.info, "epoch": epoch + 1, "val_ifgsm7_acc": scores["robust"], "val_clean_acc": scores["clean"],
+            **weights}
 
 
 def _reported_models(run: Run) -> dict[str, nn.Module]:
@@ -261,7 +269,7 @@ def save_epoch(run: Run, epoch: int, scores: dict[str, dict[str, float]]) -> lis
     is the last epoch."""
     saved = []
     for suffix, model in _reported_models(run).items():
-        info = _checkpoint_info(run, epoch, scores[suffix])
+        info = _checkpoint_info(run, epoch, scores[suffix], suffix)
         save_model(run.out / f"last{suffix}.safetensors", model, **info)
         robust = scores[suffix]["robust"]
         if suffix not in run.best or robust > run.best[suffix] or math.isnan(robust):
@@ -420,9 +428,13 @@ def _train_started(run: Run, start_epoch: int, progress: EpochProgress, wall_sta
             _draw_curves(run)
             epoch += 1
             progress = EpochProgress()
-            resume.save(run, epoch, progress)
+            # the healthy state first: a kill between the two writes then resumes from the state
+            # before, whose replay of this epoch writes the same healthy state again; the other way
+            # round it left the healthy state an epoch behind, and a collapse in the next epoch could
+            # no longer be rolled back
             if not stats.get("collapse"):
                 resume.save(run, epoch, progress, name=HEALTHY_STATE)
+            resume.save(run, epoch, progress)
             if run.stop_signal:
                 raise TrainingInterrupted(run.stop_signal, run.out / "state")
     finally:

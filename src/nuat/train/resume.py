@@ -33,7 +33,7 @@ def snapshot(run: "Run", epoch: int, progress: EpochProgress) -> tuple[dict[str,
     rng_tensors, rng_info = rng_snapshot()
     tensors.update(rng_tensors)
     tensors["rng/data"] = run.train_loader.generator.get_state()
-    tensors["rng/attack"] = run.attack_generator.get_state()
+    tensors["rng/attack"] = run.attack_generator.get_state()  # a CPU byte tensor, on every device
     loader = run.train_loader.state_dict()
     if loader["perm"] is not None:
         tensors["loader/perm"] = loader["perm"]
@@ -45,6 +45,7 @@ def snapshot(run: "Run", epoch: int, progress: EpochProgress) -> tuple[dict[str,
         "optimizer": opt_info, "rng": rng_info, "method": run.method.state_dict(),
         "train_seconds": run.train_seconds, "health": run.health, "config": run.cfg.to_dict(),
         "rollbacks": sorted(run.rollbacks), "remedy_active": run.remedy_active,
+        "attack_rng_device": run.attack_generator.device.type,
     }
     return tensors, info
 
@@ -62,8 +63,8 @@ def restore(run: "Run", tensors: dict[str, torch.Tensor], info: dict[str, Any]) 
     optimizer_restore(run.optimizer, tensors, info["optimizer"])
     rng_restore(tensors, info["rng"])
     run.train_loader.generator.set_state(tensors["rng/data"])
-    run.attack_generator.set_state(tensors["rng/attack"].to(run.attack_generator.device)
-                                   if run.attack_generator.device.type != "cpu" else tensors["rng/attack"])
+    restore_attack_generator(run.attack_generator, tensors["rng/attack"], info.get("attack_rng_device"),
+                             seed=run.cfg.seed, iteration=info["iteration"])
     if "loader/perm" in tensors:
         run.train_loader.load_state_dict({"perm": tensors["loader/perm"], **info["loader"]})
     else:
@@ -81,6 +82,31 @@ def restore(run: "Run", tensors: dict[str, torch.Tensor], info: dict[str, Any]) 
     sums = {k[len("sums/"):]: v.to(run.device) for k, v in tensors.items() if k.startswith("sums/")}
     progress = EpochProgress(sums=sums, passes=list(info["passes"]), batch=info["batch"], seconds=info["seconds"])
     return info["epoch"], progress
+
+
+def restore_attack_generator(generator: torch.Generator, state: torch.Tensor, saved_device: str | None, *,
+                             seed: int, iteration: int) -> None:
+    """Set the attack generator to its saved ``state``. ``Generator.set_state`` takes the CPU byte
+    tensor ``get_state`` gave, for a CUDA generator too (moving it to the GPU made every resume of
+    a CUDA run fail). A generator of another device type (a run resumed with another ``--device``)
+    cannot take it (a CPU state is 5,056 bytes, a CUDA one 16): it is reseeded from the run's seed
+    and iteration instead, with a warning, and the attacks' random starts then differ from an
+    uninterrupted run's."""
+    import warnings
+
+    from nuat.errors import RunWarning
+
+    if saved_device in (None, generator.device.type):  # None: a state of an older version, device unknown
+        try:
+            generator.set_state(state.cpu())
+            return
+        except (RuntimeError, TypeError):
+            if saved_device is not None:
+                raise
+    generator.manual_seed((seed + 1 + iteration) % 2**64)
+    warnings.warn(RunWarning(f"the attack generator's state was saved on {saved_device or 'another device type'} "
+                             f"and cannot be restored on {generator.device.type}; reseeded, so the attacks' random "
+                             "starts differ from an uninterrupted run's"))
 
 
 def restore_latest(run: "Run") -> tuple[Path, int, EpochProgress] | None:
