@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nuat.checkpoints import save_model
+from nuat.cli import main
 from nuat.models import build_model
 from nuat_testing import run_main
 
@@ -153,3 +154,24 @@ def test_late_path_errors_of_each_kind_are_one_line(tmp_path, monkeypatch, capsy
     code, _, err = run_main(capsys, ["bench"])
     assert code == 2 and str(target) in err, err
     _one_line(err)
+
+
+def test_bench_without_out_writes_to_a_scratch_folder(real_data_dir, tmp_path, monkeypatch, capsys):
+    """The default was benchmarks/<cpu|gpu>/..., where a quick try from the repository root
+    silently replaced the committed report of the same shape."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--methods", "erm", "--steps", "1", "--trials", "1", "--warmup", "0", "--batch-size", "16",
+                 "--data-dir", str(real_data_dir), "--quiet"]) == 0
+    assert (tmp_path / "runs" / "bench" / "cpu" / "mnist-small-cnn-b16.json").is_file()
+    assert not (tmp_path / "benchmarks").exists()
+
+
+def test_training_draws_no_progress_bar_into_a_redirected_stream(real_data_dir, tmp_path, capsys):
+    """The bars were drawn whatever stderr was: a log file got a frame per update (34 KB for 8
+    small epochs). tqdm now decides, and draws on a terminal only."""
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist", "--model", "small-cnn", "--method", "erm", "--epochs", "1",
+                 "--train-limit", "200", "--batch-size", "50", "--val-per-class", "2", "--final-eval", "0",
+                 "--data-dir", str(real_data_dir), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "batch/s" not in err, err[:300]

@@ -232,6 +232,12 @@ def test_attack_family_without_its_step_count_names_the_spelling():
         assert f"{name}-N" in message and example in message, message
     with pytest.raises(UsageError, match=r"did you mean 'pgd-100'"):  # a near miss still gets a suggestion
         parse_attacks("pgd-1oo", 100)
+    # a forgotten hyphen gets its own spelling back (it was 'pgd-100' for 'pgd20'), and the
+    # message says what N stands for
+    for typed, meant in (("pgd20", "pgd-20"), ("ifgsm10", "ifgsm-10"), ("gama-pgd50", "gama-pgd-50")):
+        with pytest.raises(UsageError) as info:
+            parse_attacks(f"clean,{typed}", 100)
+        assert f"did you mean {meant!r}" in str(info.value) and "step counts, any N >= 1" in str(info.value)
 
 
 def test_negative_nuclear_lambda_is_a_usage_error(tmp_path, real_data_dir, capsys):

@@ -50,6 +50,8 @@ def plot_bench(result: dict[str, Any], path: str | Path, title: str = "nuat benc
     heading = textwrap.fill(title, 100)
     fig.suptitle(f"{heading}\n{env['device']}, batch {result['config']['batch_size']}, commit {env['commit'][:7]}",
                  fontsize=9)
+    # below the bars (rows run 0..n-1 bottom up): in the lower right it ran into the bottom bar's label
+    ax.set_ylim(-1.3, len(methods) - 0.5)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return save_figure(fig, path)

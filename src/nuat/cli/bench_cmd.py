@@ -13,6 +13,9 @@ from nuat.cli.checks import check_out, data_dir, seed
 from nuat.errors import UsageError
 
 DEFAULT_METHODS = "erm,nuat,nuat-wa,pgd-at,trades"
+#: where a report goes without --out: a scratch folder (git ignores runs/). It was benchmarks/, where
+#: a quick try silently replaced a committed report of the same shape
+DEFAULT_OUT_ROOT = "runs/bench"
 
 
 def add_parser(sub: Any) -> None:
@@ -49,8 +52,9 @@ def add_parser(sub: Any) -> None:
                    help="clock of the summaries: wall (default) or cpu (process CPU time: on a shared CPU machine it "
                         "leaves out time other processes held the cores; use with --threads 1). Both are recorded")
     p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and attacks (default: 0)")
-    p.add_argument("--out", help="output path without suffix "
-                   "(default: benchmarks/<cpu|gpu>/<dataset>-<model>-b<batch>)")
+    p.add_argument("--out", help="output path without suffix (default: "
+                   "runs/bench/<cpu|gpu>/<dataset>-<model>-b<batch>; the committed reports under benchmarks/ are "
+                   "written with an explicit --out)")
     p.add_argument("--title", help="heading of the Markdown report (default: nuat bench; --render: the saved one)")
     p.add_argument("--note", action="append", default=[],
                    help="a line to add to the report (repeatable; --render: replaces the saved ones)")
@@ -128,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         stem = args.out[: -len(Path(args.out).suffix)] if Path(args.out).suffix in REPORT_SUFFIXES else args.out
         out = check_out(stem or args.out, prefix=True, suffixes=REPORT_SUFFIXES)
     if out is None:  # the default's folder; the file name (model, batch size) is known after the run
-        check_out(Path("benchmarks", "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
+        check_out(Path(DEFAULT_OUT_ROOT, "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
                   prefix=True)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = run_bench(cfg, log=log)
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         kind = "gpu" if result["environment"]["device"].startswith("cuda") else "cpu"
         c = result["config"]
-        out = f"benchmarks/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
+        out = f"{DEFAULT_OUT_ROOT}/{kind}/{c['dataset']}-{c['model']}-b{c['batch_size']}"
     json_path, md_path, figure = write(result, Path(out), title=args.title or "nuat bench", notes=args.note)
     print(md_path.read_text(), end="")
     print(f"wrote {json_path}, {md_path}" + (f" and {figure}" if figure else ""))

@@ -37,7 +37,7 @@ def add_target_arguments(p: argparse.ArgumentParser, *, n: int | None = None, ba
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default: {batch_size})")
     p.add_argument("--seed", type=seed, default=0, help="seed of the attacks' randomness (default: 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (drawn only on a terminal anyway)")
 
 
 def add_parser(sub: Any) -> None:
@@ -47,7 +47,8 @@ def add_parser(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_target_arguments(p)
     p.add_argument("--attacks", default=DEFAULT_ATTACKS,
-                   help=f"comma-separated: {', '.join(attack_choices())}; NAME@N runs on the first N images "
+                   help=f"comma-separated: {', '.join(attack_choices())} (any step count: pgd-N, ifgsm-N, "
+                        f"gama-pgd-N, targeted-pgd-N, nuclear-N); NAME@N runs on the first N images "
                         f"(default: {DEFAULT_ATTACKS})")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval or <checkpoint folder>/eval-<name>)")
     p.add_argument("--overwrite", action="store_true", help="discard a state of another evaluation in --out")

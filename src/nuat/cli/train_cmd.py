@@ -65,7 +65,7 @@ def add_parser(sub: Any) -> None:
                    "(quick runs; the validation split keeps its --val-per-class images)")
     x.add_argument("--final-eval", type=int, default=1000, help="test images for the final PGD-100 check (default: 1000; 0: skip)")
     x.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars (drawn only on a terminal anyway)")
     x.add_argument("--resume", metavar="RUN_DIR|auto",
                    help="continue an interrupted run from its newest good state (auto: the --out folder, if it "
                         "holds an unfinished run; otherwise start fresh, which needs --overwrite where "

@@ -302,11 +302,17 @@ def parse_attacks(text: str, n: int) -> list[Request]:
             if name in FAMILIES:  # a family name that needs its step count: pgd, ifgsm, gama-pgd
                 example = FAMILIES[name].example
                 raise UsageError(f"attack {name!r} needs a step count: {name}-N, e.g. {example}")
-            spelled = {**{k: f.example for k, f in FAMILIES.items()}, **{c: c for c in attack_choices()}}
-            close = difflib.get_close_matches(name, list(spelled), n=1, cutoff=0.5)
-            hint = f" (did you mean {spelled[close[0]]!r}?)" if close else ""  # a full spelling, never 'pgd'
+            hyphen = re.fullmatch(r"([a-z-]*[a-z])(\d+)", name)  # "pgd20": the hyphen forgotten
+            hyphenated = f"{hyphen.group(1)}-{hyphen.group(2)}" if hyphen else None
+            if hyphenated and any(re.fullmatch(f.pattern, hyphenated) for f in FAMILIES.values()):
+                hint = f" (did you mean {hyphenated!r}?)"
+            else:
+                spelled = {**{k: f.example for k, f in FAMILIES.items()}, **{c: c for c in attack_choices()}}
+                close = difflib.get_close_matches(name, list(spelled), n=1, cutoff=0.5)
+                hint = f" (did you mean {spelled[close[0]]!r}?)" if close else ""  # a full spelling, never 'pgd'
             raise UsageError(f"unknown attack {name!r}; choose from: {', '.join(attack_choices())} "
-                             f"(N = step count, NAME@N = first N images only){hint}")
+                             f"(the numbers are step counts, any N >= 1: pgd-N, ifgsm-N, gama-pgd-N, "
+                             f"targeted-pgd-N, nuclear-N; NAME@N = first N images only){hint}")
         if any(r.name == name for r in requests):
             raise UsageError(f"attack {name!r} is listed twice")
         requests.append(Request(name, family, steps, size))

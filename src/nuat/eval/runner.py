@@ -92,7 +92,7 @@ def run_job(model: nn.Module, job: Job, data: Any, state: EvalState, *, eps: flo
         return
     title = job_title(job)
     bar = tqdm(total=n_batches, initial=record["batches"], desc=f"{title} ({job.n} images)", unit="batch",
-               disable=not progress, leave=True, dynamic_ncols=True)
+               disable=None if progress else True, leave=True, dynamic_ncols=True)  # None: only on a terminal
     try:
         for k in range(record["batches"], n_batches):
             lo, hi = k * batch_size, min((k + 1) * batch_size, job.n)

@@ -88,7 +88,8 @@ def measure(model: nn.Module, job: Job, data: Any, cfg: SanityConfig, clean: tor
     flags: dict[str, list[torch.Tensor]] = {o: [] for o in job.outputs}
     batches = math.ceil(cfg.n / cfg.batch_size)
     title = f"{job_title(job)}{tag}"
-    for k in tqdm(range(batches), desc=title, unit="batch", disable=not cfg.progress, leave=False):
+    bar_off = None if cfg.progress else True  # None: drawn on a terminal only
+    for k in tqdm(range(batches), desc=title, unit="batch", disable=bar_off, leave=False):
         lo, hi = k * cfg.batch_size, min((k + 1) * cfg.batch_size, cfg.n)
         x, y = load_batch(data, lo, hi, device)
         ok = None if clean is None else clean[lo:hi].to(device)
@@ -135,7 +136,8 @@ def run_checks(model: nn.Module, data: Any, cfg: SanityConfig) -> tuple[list[Che
     white_flags = steps["pgd-100"] & restarts
     white = _acc(white_flags)
     checks = [
-        Check("iterative beats single-step", "PASS" if _within(steps["pgd-20"], fgsm_flags, TOL_ITERATIVE, n) else "FLAG",
+        Check("iterative beats single-step",
+              "PASS" if _within(steps["pgd-20"], fgsm_flags, TOL_ITERATIVE, n) else "FLAG",
               {"fgsm": acc["fgsm"], "pgd-20": acc["pgd-20"]},
               f"PGD-20 accuracy <= FGSM accuracy + {TOL_ITERATIVE:.1%}"),
         Check("white-box beats black-box", "PASS" if _within(white_flags, black, TOL_BLACK_BOX, n) else "FLAG",

@@ -88,10 +88,16 @@ def plot_training_curves(metrics_path: str | Path, png_path: str | Path, title: 
     sched.set(xlabel="epoch", ylabel="learning rate", title="schedules")
     handles = sched.get_lines()
     lam = _series(records, "lambda")
+    axes = [sched]
     if lam and any(v != 0 for v in lam[1]):
         twin = sched.twinx()
         handles += twin.plot(lam[0], lam[1], color="C1", marker=dot, label="lambda (right axis)")
         twin.set_ylabel("lambda", color="C1")
+        axes.append(twin)
+    # head room above both curves for the legend: at the upper left it hid the learning rate's
+    # peak (and a short run's first points)
+    for axis in axes:
+        axis.set_ylim(0, axis.get_ylim()[1] * 1.4)
     sched.legend(handles=handles, fontsize=7, loc="upper left")
     for ax in (acc, loss, sched):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

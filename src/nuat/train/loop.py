@@ -205,7 +205,7 @@ def train_epoch(run: Run, epoch: int, lam: float, progress: EpochProgress) -> di
         torch.cuda.reset_peak_memory_stats(run.device)
     n_batches = len(run.train_loader)
     bar = tqdm(total=n_batches, initial=progress.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not cfg.progress, unit="batch")
+               disable=None if cfg.progress else True, unit="batch")  # None: only on a terminal
     start = time.perf_counter()
     try:
         for batch_index, (x, y) in enumerate(run.train_loader, progress.batch):
