@@ -175,3 +175,19 @@ def test_training_draws_no_progress_bar_into_a_redirected_stream(real_data_dir, 
                  "--data-dir", str(real_data_dir), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "batch/s" not in err, err[:300]
+
+
+def test_missing_test_data_names_the_runs_data_dir(real_data_dir, tmp_path, capsys, monkeypatch):
+    """A run trained with --data-dir and evaluated without it failed with 'not found ... download
+    failed' and no word of where the run had found its data."""
+    monkeypatch.setenv("NUAT_OFFLINE", "1")
+    monkeypatch.delenv("NUAT_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist", "--model", "small-cnn", "--method", "erm", "--epochs", "1",
+                 "--train-limit", "100", "--batch-size", "50", "--val-per-class", "2", "--final-eval", "0",
+                 "--no-progress", "--data-dir", str(real_data_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    code, _, err = run_main(capsys, ["eval", str(out), "--attacks", "clean", "--n", "8", "--no-progress"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"this run was trained with --data-dir {real_data_dir}: pass it again" in err, err

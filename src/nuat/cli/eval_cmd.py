@@ -8,8 +8,11 @@ started again with the same options resumes and ends with the same numbers).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,27 @@ def _check_attack_options_apply(args: argparse.Namespace, given: list[str], requ
         flag, readers, _ = ATTACK_OPTIONS[key]
         if not families & set(readers):
             raise UsageError(f"{flag} applies to {' and '.join(readers)} attacks; --attacks {args.attacks!r} has none")
+
+
+@contextlib.contextmanager
+def data_dir_hint(args: argparse.Namespace) -> Iterator[None]:
+    """Add to a missing-data error the ``--data-dir`` a run directory was trained with: the test data
+    is looked for as ``nuat train`` does, not in the run's ``config.json`` (README)."""
+    from nuat.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        config = Path(args.target) / "config.json"
+        trained = None
+        if args.data_dir is None and config.is_file():
+            try:
+                trained = json.loads(config.read_text()).get("data_dir")
+            except (OSError, ValueError, AttributeError):
+                trained = None
+        if not trained:
+            raise
+        raise DataError(f"{exc}; this run was trained with --data-dir {trained}: pass it again") from None
 
 
 def _eps_text(eps: float) -> str:
@@ -207,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     for target in targets:
         folder = out / target.name if several else out
         try:
-            result = evaluate(target, options, folder, fresh=args.overwrite)
+            with data_dir_hint(args):
+                result = evaluate(target, options, folder, fresh=args.overwrite)
         except ThreatModelViolation as exc:
             sys.stderr.write(f"nuat eval: error: threat model violation ({target.name}): {exc}\n")
             return 1

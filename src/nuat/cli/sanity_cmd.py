@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.attacks.autoattack import require_pyautoattack
-    from nuat.cli.eval_cmd import load_targets
+    from nuat.cli.eval_cmd import data_dir_hint, load_targets
     from nuat.data import check_classes
     from nuat.eval.sanity import SanityConfig, render_sanity, run_sanity
     from nuat.eval.targets import load_test_data
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if out is None:  # once the target is known to exist: its folder holds the default
         default = path / "sanity" if path.is_dir() else path.parent / f"sanity-{path.stem}"
         out = check_out(default, "the default --out")
-    data = load_test_data(dataset, args.data_dir, targets, progress=not args.no_progress)
+    with data_dir_hint(args):
+        data = load_test_data(dataset, args.data_dir, targets, progress=not args.no_progress)
     for target in targets:
         check_classes(data, target.metadata.get("classes"), str(target.path))
     if args.n > len(data):
