@@ -92,3 +92,14 @@ def test_evaluation_refuses_two_different_seeds(tmp_path):
     with pytest.raises(UsageError, match="differ"):
         evaluate(target, options, tmp_path / "out", data=data)
     assert not (tmp_path / "out").exists()
+
+
+def test_collected_flags_point_to_the_authors_flags_doc():
+    """pyautoattack's flags say "See flags_doc.md for details", a file the package does not ship."""
+    import logging
+
+    from nuat.attacks.autoattack import FLAGS_DOC_URL, LOGGER_NAME, collect_flags
+
+    with collect_flags() as messages:
+        logging.getLogger(LOGGER_NAME).warning("Square found more points. See flags_doc.md for details.")
+    assert messages == [f"Square found more points. See {FLAGS_DOC_URL} for details."]

@@ -55,13 +55,20 @@ class AutoAttackResult:
     flags: list[str] = field(default_factory=list)
 
 
+#: pyautoattack's flag messages end "See flags_doc.md for details"; the file is in the authors'
+#: repository only
+FLAGS_DOC = "flags_doc.md"
+FLAGS_DOC_URL = "https://github.com/fra31/auto-attack/blob/master/flags_doc.md"
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        # the package points to its own flags_doc.md, which is not installed with it: name where it is
+        message = record.getMessage().replace(FLAGS_DOC, FLAGS_DOC_URL)
         if message not in self.messages:
             self.messages.append(message)
 
