@@ -538,3 +538,23 @@ def test_the_default_eps_is_the_checkpoints_to_the_last_digit(undefended_mnist, 
     result = json.loads((out / "eval.json").read_text())
     assert result["eps"] == 8 / 255 and result["eps_text"] == "8/255"
     assert run_cli(eval_args(ckpt, out, real_data_dir, "--eps", "8/255", n="8", attacks="clean,fgsm"), capsys)[0] == 0
+
+
+def test_a_cpu_autoattack_on_many_images_is_announced():
+    """By default nuat eval runs AutoAttack on the whole test set: hours on a CPU, with no word."""
+    import argparse
+    import warnings
+
+    from nuat.cli.eval_cmd import _warn_slow_autoattack
+    from nuat.errors import RunWarning
+
+    def warned(attacks, n, device="cpu"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _warn_slow_autoattack(argparse.Namespace(attacks=attacks, n=n), torch.device(device))
+        return [str(w.message) for w in caught if issubclass(w.category, RunWarning)]
+
+    assert "on the whole test set on a CPU can take hours" in warned("clean,pgd-20,aa", None)[0]
+    assert "aa@N limits it" in warned("clean,aa", 5000)[0] and "5000 images" in warned("clean,aa", 5000)[0]
+    assert warned("clean,aa@500", None) == [] and warned("clean,aa", 800) == [] and warned("clean,pgd-100", None) == []
+    assert warned("clean,aa", None, device="meta") == []  # not a CPU

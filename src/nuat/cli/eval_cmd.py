@@ -119,6 +119,30 @@ def data_dir_hint(args: argparse.Namespace) -> Iterator[None]:
         raise DataError(f"{exc}; this run was trained with --data-dir {trained}: pass it again") from None
 
 
+#: AutoAttack images above which a CPU evaluation gets a warning (about 0.15-0.75 s an image on
+#: one core for the small models of results/eval: 1,000 images took 740 s for the NuAT model)
+SLOW_AUTOATTACK_IMAGES = 1000
+
+
+def _warn_slow_autoattack(args: argparse.Namespace, device: Any) -> None:
+    """On a CPU, say before it starts that AutoAttack on many images takes hours, and how to cut it."""
+    import warnings
+
+    from nuat.attacks.autoattack import NEEDS_PYAUTOATTACK
+    from nuat.errors import RunWarning
+    from nuat.eval.registry import parse_attacks
+
+    if device.type != "cpu":
+        return
+    limit = args.n if args.n is not None else 10**9  # the whole test set when --n is not given
+    big = [r for r in parse_attacks(args.attacks, limit) if r.family in NEEDS_PYAUTOATTACK
+           and r.n > SLOW_AUTOATTACK_IMAGES]
+    if big:
+        images = "the whole test set" if args.n is None and all(r.n == limit for r in big) else f"{big[0].n} images"
+        warnings.warn(RunWarning(f"AutoAttack ({big[0].name}) on {images} on a CPU can take hours (0.15-0.75 s an "
+                                 f"image for small models); --n N or {big[0].name}@N limits it"))
+
+
 def _eps_text(eps: float) -> str:
     """A checkpoint's eps as text that parses back to the same float: ``0.3`` where 6 significant
     digits say it exactly, ``8/255`` where it is k/255, else all its digits (6 digits alone
@@ -216,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         require_pyautoattack(f"attack '{needs_package}'")  # before any attack runs or anything is written
     out = check_out(args.out) if args.out is not None else None  # an empty one is refused
     targets, dataset, eps, eps_text, device = load_targets(args)
+    _warn_slow_autoattack(args, device)
     target_count = _target_count(targets_text, targets) if targeted else DEFAULT_TARGETS
     if out is None:  # once the target is known to exist: its folder holds the default
         out = check_out(_default_out(args.target), "the default --out")
