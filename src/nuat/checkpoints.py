@@ -143,10 +143,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     try:
-        return _unwrapped(load_file(str(path)))  # parses a JSON header and raw tensors: nothing to execute
+        tensors = load_file(str(path))  # parses a JSON header and raw tensors: nothing to execute
     except Exception as exc:
         if path.suffix == ".safetensors":
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    else:
+        return _unwrapped(tensors)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error line below says it all
             warnings.simplefilter("ignore")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nuat.attacks import gama_pgd, ifgsm, pgd, pgd_trace, targeted_pgd
-from nuat.bench.host_reads import record_host_reads, summarize_host_reads
+from nuat.bench import host_reads
+from nuat.bench.host_reads import record_host_reads
 from nuat.bench.runner import SYNC_CHECK_ITERATIONS, BenchConfig, _build, _iterate
 from nuat.bench.variants import parse_variant
 from nuat.methods.registry import METHODS
@@ -55,7 +56,7 @@ def test_recorder_passes_over_work_that_needs_no_host_read():
 def test_summary_is_per_iteration_by_site():
     x = torch.randn(4)
     reads = record_host_reads(lambda: [float(x.sum()) for _ in range(4)])
-    [(site, per_iteration)] = summarize_host_reads(reads, 2).items()
+    [(site, per_iteration)] = host_reads.per_iteration(reads, 2).items()
     assert site.startswith("value _local_scalar_dense at ") and per_iteration == 2.0
 
 

@@ -24,12 +24,16 @@ def target_classes(logits: torch.Tensor, labels: torch.Tensor, k: int | None) ->
     return wrong if k is None else wrong[:, : min(k, wrong.shape[1])]
 
 
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown targeted loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+
+
 def _targeted_objective(loss: str, labels: torch.Tensor, targets: torch.Tensor):
+    _check_loss(loss)
     if loss == "margin":  # z_t - z_y (Carlini & Wagner's targeted margin)
         return lambda z: (z.gather(1, targets[:, None]) - z.gather(1, labels[:, None])).sum()
-    if loss == "ce":  # descend the cross-entropy of the target class
-        return lambda z: -F.cross_entropy(z, targets, reduction="sum")
-    raise ValueError(f"unknown targeted loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+    return lambda z: -F.cross_entropy(z, targets, reduction="sum")  # ce: descend the target class's CE
 
 
 def targeted_pgd(
@@ -67,8 +71,7 @@ def targeted_pgd(
     labels = check_batch(inputs, labels, eps)
     if targets is not None and targets < 1:  # no target run: the clean images would pass as an attack
         raise ValueError(f"targets must be >= 1 or None (all wrong classes), got {targets}")
-    if loss not in LOSSES:  # before the model pass that ranks the targets
-        raise ValueError(f"unknown targeted loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+    _check_loss(loss)  # before the model pass that ranks the targets
     size = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
         ranked = target_classes(model(inputs), labels, targets)

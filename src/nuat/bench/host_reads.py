@@ -122,10 +122,7 @@ def record_host_reads(fn: Callable[[], object]) -> list[HostRead]:
 
 
 def per_iteration(items: list, iterations: int) -> dict[str, float]:
-    """How often each item occurs per iteration, keyed by ``str(item)``, sorted by key."""
+    """How often each item occurs per iteration, keyed by ``str(item)``, sorted by key (host reads:
+    by kind, operator and calling line)."""
     return {site: count / iterations for site, count in sorted(Counter(map(str, items)).items())}
 
-
-def summarize_host_reads(reads: list[HostRead], iterations: int) -> dict[str, float]:
-    """Host reads per iteration, keyed by ``str(HostRead)`` (kind, operator, calling line)."""
-    return per_iteration(reads, iterations)

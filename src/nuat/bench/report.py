@@ -240,14 +240,18 @@ def write_report(result: dict[str, Any], json_path: Path, *, title: str = "nuat 
     return md_path, text, figure
 
 
+def report_stem(out: str | Path) -> Path:
+    """``out`` without one of the report suffixes (``mnist-lr0.05`` keeps its dot; ``x.json`` -> ``x``)."""
+    out = Path(out)
+    return out.with_suffix("") if out.suffix in REPORT_SUFFIXES else out
+
+
 def write(result: dict[str, Any], out: Path, *, title: str = "nuat bench",
           notes: list[str] | None = None) -> tuple[Path, Path, Path | None]:
     """Write ``<out>.json``, ``<out>.md`` and ``<out>.png`` (``out`` without suffix; one of those
     three suffixes is dropped, any other dot stays: ``mnist-lr0.05`` -> ``mnist-lr0.05.json``);
     returns the JSON, Markdown and figure paths (the figure's None when none was drawn)."""
-    out = Path(out)
-    if out.suffix in REPORT_SUFFIXES:
-        out = out.with_suffix("")
+    out = report_stem(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_name(out.name + ".json")
     result = {**result, "report": {"title": title, "notes": list(notes or [])}}  # for --render

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from nuat.attacks.common import input_gradient
-from nuat.bench.host_reads import per_iteration, record_host_reads, summarize_host_reads
+from nuat.bench.host_reads import per_iteration, record_host_reads
 from nuat.bench.profile import profile_floor, profile_iterations
 from nuat.bench.timing import (CLOCKS, PASS_NAMES, PeakMemory, host_counters, host_sync_sites, load_average,
                                pass_floor, summarize, synchronize, time_block)
@@ -317,7 +317,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
             for t in timed:
                 t.host_syncs = host_sync_sites(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS), device)
                 reads = record_host_reads(lambda u=t: _iterate(u, SYNC_CHECK_ITERATIONS))
-                t.host_reads = summarize_host_reads(reads, SYNC_CHECK_ITERATIONS)
+                t.host_reads = per_iteration(reads, SYNC_CHECK_ITERATIONS)
         synchronize(device)
     return _result(cfg, device, timed, probes, started, load_before, memory.kind, pass_profiles)
 

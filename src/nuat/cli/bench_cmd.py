@@ -106,7 +106,7 @@ def render(path: str, title: str | None, notes: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from nuat.bench import BenchConfig, parse_variants, run_bench
-    from nuat.bench.report import REPORT_SUFFIXES, write
+    from nuat.bench.report import REPORT_SUFFIXES, report_stem, write
     from nuat.train.device import resolve_device
 
     if args.render is not None:
@@ -128,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if decode_threads and not args.loader:
         raise UsageError("--decode-threads applies with --loader")
     out = None
-    if args.out is not None:  # "~" expanded as checked; a report suffix is dropped, as write() does
-        stem = args.out[: -len(Path(args.out).suffix)] if Path(args.out).suffix in REPORT_SUFFIXES else args.out
-        out = check_out(stem or args.out, prefix=True, suffixes=REPORT_SUFFIXES)
+    if args.out is not None:  # "~" expanded as checked; the files write() will make are checked too
+        out = check_out(str(report_stem(args.out)) if args.out.strip() else args.out, prefix=True,
+                        suffixes=REPORT_SUFFIXES)
     if out is None:  # the default's folder; the file name (model, batch size) is known after the run
         check_out(Path(DEFAULT_OUT_ROOT, "gpu" if device.type == "cuda" else "cpu", "bench"), "the default --out",
                   prefix=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nuat.data.imagedata import ArrayImageData, FolderImageData, fit_image
+from nuat.data.imagedata import ArrayImageData, FolderImageData, decode_errors, fit_image
 from nuat.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "interleave_classes", "scan_image_folder", "find_split_dir", "load_image_folder",
@@ -93,7 +93,7 @@ def load_image_folder(split_dir: Path, image_size: int | None = None, resize_to:
         try:
             with Image.open(paths[0]) as img:
                 image_size = min(img.size)
-        except (OSError, Image.DecompressionBombError) as exc:
+        except decode_errors() as exc:
             raise DataError(f"cannot decode image {paths[0]}: {exc}") from None
     return FolderImageData(paths, labels, classes, image_size, resize_to)
 
@@ -133,7 +133,7 @@ def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: s
     """Decode ``count`` images (file bytes or paths) to uint8 (N, 3, size, size), with a tqdm bar
     on a terminal unless turned off (``nuat.data.progress``, ``load_dataset(..., progress=False)``).
     ``names``: what an error calls each image (default: the path, or its position in ``desc``)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     from tqdm import tqdm
 
     from nuat.data.progress import bar_disable
@@ -144,7 +144,7 @@ def decode_images(sources: Iterable[bytes | str], count: int, size: int, desc: s
         try:
             with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
                 out[i] = np.asarray(fit_image(img.convert("RGB"), size), dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        except decode_errors() as exc:
             name = names[i] if names is not None else src if isinstance(src, str) else f"{i} of {desc}"
             raise DataError(f"cannot decode image {name}: {_reason(exc)}") from None
     return out.transpose(0, 3, 1, 2)

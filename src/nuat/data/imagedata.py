@@ -99,6 +99,15 @@ class ArrayImageData(ImageData):
         return f"ArrayImageData(n={len(self)}, image_shape={self.image_shape}, classes={len(self.classes)})"
 
 
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What PIL raises for a file it cannot decode: a missing, truncated or foreign file (OSError,
+    UnidentifiedImageError), bad image data (ValueError), and an image whose header claims more
+    pixels than PIL's limit (DecompressionBombError, no OSError: it was a traceback)."""
+    from PIL import Image
+
+    return (OSError, ValueError, Image.DecompressionBombError)
+
+
 def fit_image(image, size: int, resize_to: int | None = None):
     """Resize a PIL image's shorter side to ``resize_to`` (default ``size``), then
     center-crop ``size`` x ``size``. Images already ``size`` x ``size`` are returned as is.
@@ -185,7 +194,7 @@ class FolderImageData(ImageData):
     def load_image(self, i: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Decode sample ``i`` to a uint8 array (S, S, 3): resized and center-cropped, or,
         given a CPU ``generator``, a random resized crop + flip of the original image."""
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         path = self.paths[i]
         try:
@@ -196,7 +205,7 @@ class FolderImageData(ImageData):
                 else:
                     img = resized_crop_flip_image(img, self.image_size, generator)
                 return np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        except decode_errors() as exc:
             raise DataError(f"cannot decode image {path}: {exc}") from None
 
     def _executor(self) -> ThreadPoolExecutor:
