@@ -20,11 +20,13 @@
 # env: DATA (default: $NUAT_DATA, else ../shared/data, else /work/shared/data), NUAT (default:
 # nuat), PYTHON (python3), RESULTS (default: $OUT if set -- the device tool's output folder -- else
 # benchmarks/gpu), BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval
-# images: 1000), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
+# images: 1000), WARMUP (bench warm-up iterations: 3), CHECKS (bench stage's extra parts: default
+# "--nuclear --loader --check-syncs"; empty: none), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
 # checkout); for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18),
 # BENCH_VARIANTS (fp32,fast), PROFILE (bench stage: iterations per method under torch.profiler;
 # unset: none), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g. "--train-limit 2000"),
-# ACC_VARIANTS ("fp32 fast"), WA_FLAGS (wa stage's speed flags; default --fast; "--amp bf16
+# ACC_VARIANTS ("fp32 fast"; also fp32-whole, bf16, compile, fast-ro = --fast --compile-mode
+# reduce-overhead), WA_FLAGS (wa stage's speed flags; default --fast; "--amp bf16
 # --channels-last --nuclear-group-size 64" skips the ~65 s of compiling).
 # Results: $RESULTS/<stage>.json/.md (nuat bench), $RESULTS/accuracy.md, logs beside them.
 # Commit benchmarks/gpu/*.md and *.json afterwards and fill in the GPU section of docs/speed.md.
@@ -54,7 +56,7 @@ MODEL=${MODEL:-resnet18}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 mkdir -p "$RESULTS"
 common=(--dataset "$DATASET" --model "$MODEL" --batch-size "$BATCH" --data-dir "$DATA" --device "$DEVICE"
-        --steps "$STEPS" --trials "$TRIALS" --warmup 3)
+        --steps "$STEPS" --trials "$TRIALS" --warmup "${WARMUP:-3}")
 
 case "$stage" in
   env)
@@ -69,7 +71,8 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
     $PYTHON -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib" -q -rs tests/bench/test_nuclear_backends.py tests/train/test_resume_generators.py 2>&1 | tee "$RESULTS/tests.log"
     ;;
   bench)
-    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" --nuclear --loader --check-syncs \
+    # shellcheck disable=SC2086
+    $NUAT bench "${common[@]}" --methods "$METHODS" --variants "$BENCH_VARIANTS" ${CHECKS---nuclear --loader --check-syncs} \
       ${PROFILE:+--profile "$PROFILE"} \
       --title "nuat bench: $MODEL, $DATASET, batch $BATCH, $DEVICE, ${BENCH_VARIANTS//,/ vs }" \
       --out "$RESULTS/bench" 2>&1 | tee "$RESULTS/bench.log"
@@ -86,7 +89,8 @@ torch.cuda.get_device_name(0), torch.cuda.is_available() and torch.cuda.is_bf16_
     runs=${RUNS:-runs/gpu-speed}
     declare -A extra=([fp32]="--nuclear-group-size 64" [fast]="--fast"
                       [fp32-whole]="" [bf16]="--amp bf16 --nuclear-group-size 64"
-                      [compile]="--compile --nuclear-group-size 64")
+                      [compile]="--compile --nuclear-group-size 64"
+                      [fast-ro]="--fast --compile-mode reduce-overhead")
     table="$RESULTS/accuracy.md"
     {
       echo "# NuAT fp32 vs fast path: robust accuracy ($MODEL, $DATASET, batch $BATCH, $EPOCHS epochs, $DEVICE)"

@@ -36,6 +36,11 @@ def test_variants():
     ns = parse_variant("fast+nuclear-newton-schulz")
     assert (ns.compile, ns.group_size, ns.nuclear_backend) == (True, 64, "newton-schulz")
     assert parse_variant("fp32+nuclear-newton-schulz").amp == "off"  # fp32 combines with non-amp parts
+    assert (fast.compile_mode, parse_variant("compile").compile_mode) == ("default", "default")
+    ro = parse_variant("fast+reduce-overhead")
+    assert (ro.amp, ro.channels_last, ro.compile, ro.compile_mode, ro.group_size) == \
+        ("bf16", True, True, "reduce-overhead", 64)
+    assert (parse_variant("reduce-overhead").compile, parse_variant("reduce-overhead").amp) == (True, "off")
     for bad in ("fp16", "fp32,fp32", "bf16+", "group0", "nuclear-qr", "bf16+bf16", "fp32+bf16", "fast+fp32"):
         with pytest.raises(UsageError):
             parse_variants(bad)
@@ -198,9 +203,10 @@ def test_nuclear_backends_train_alike(real_data_dir):
 
 @pytest.mark.skipif(os.environ.get("NUAT_TEST_COMPILE") != "1",
                     reason="torch.compile takes minutes on a small CPU; set NUAT_TEST_COMPILE=1")
-def test_compile_switch_runs(real_data_dir):
+@pytest.mark.parametrize("variant", ["compile", "reduce-overhead"])
+def test_compile_switch_runs(real_data_dir, variant):
     cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
-    t = _build(cfg, "nuat", parse_variant("compile"), "unused")
+    t = _build(cfg, "nuat", parse_variant(variant), "unused")
     assert t.run.step_model is not t.run.model
     _iterate(t, 2)
     assert t.progress.loss_is_finite()
@@ -223,6 +229,11 @@ def test_train_cli_fast_flags(tmp_path):
     assert fast.method_hparams["nuclear_group_size"] == 64
     assert cfg("--method", "nuat", "--fast", "--nuclear-group-size", "32").method_hparams["nuclear_group_size"] == 32
     assert "nuclear_group_size" not in cfg("--method", "pgd-at", "--fast").method_hparams
+    assert fast.compile_mode == "default"
+    graphs = cfg("--method", "nuat", "--compile-mode", "reduce-overhead")  # implies --compile, nothing else
+    assert (graphs.amp, graphs.channels_last, graphs.compile, graphs.compile_mode) == \
+        ("off", False, True, "reduce-overhead")
+    assert cfg("--method", "nuat", "--fast", "--compile-mode", "reduce-overhead").compile_mode == "reduce-overhead"
     assert cfg("--method", "erm", "--amp", "bf16", "--channels-last").amp == "bf16"
     assert plain.nuclear_backend == fast.nuclear_backend == "auto"
     assert cfg("--method", "nuat", "--nuclear-backend", "newton-schulz").nuclear_backend == "newton-schulz"
@@ -591,3 +602,45 @@ def test_report_lists_host_sync_sites():
     assert _host_syncs(m) == "erm/fp32 0.50 (nuat/train/loop.py:160 _step 0.50)"
     del m["host_sync_sites"]  # reports written before the sites were recorded
     assert _host_syncs(m) == "erm/fp32 0.50"
+
+
+def test_compile_modes_reach_torch_compile_and_mark_steps(monkeypatch):
+    """``reduce-overhead`` reaches torch.compile as its mode (the default mode is left unnamed, the
+    call every earlier measurement made), and only that mode marks each step for CUDA graphs."""
+    from nuat.train import fastpath
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    model = torch.nn.Linear(3, 2)
+    assert fastpath.step_model(model, compile=False, mode="reduce-overhead") is model
+    fastpath.step_model(model, compile=True)
+    fastpath.step_model(model, compile=True, mode="reduce-overhead")
+    assert calls == [{"dynamic": False}, {"dynamic": False, "mode": "reduce-overhead"}]
+    with pytest.raises(ValueError, match="max-autotune"):
+        fastpath.step_model(model, compile=True, mode="max-autotune")
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    fastpath.begin_step(True, "default")
+    fastpath.begin_step(False, "reduce-overhead")
+    assert marks == []
+    fastpath.begin_step(True, "reduce-overhead")
+    assert marks == [1]
+
+
+def test_reduce_overhead_steps_are_marked(real_data_dir, monkeypatch):
+    """Each training step and each timed pass of a reduce-overhead variant starts with the CUDA-graph
+    step mark (torch.compile stubbed out: on a CPU the mode has no CUDA graphs to test)."""
+    from nuat.bench.runner import _PassProbe
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
+    variant = parse_variant("reduce-overhead")
+    t = _build(cfg, "nuat", variant, "unused")
+    assert t.run.cfg.compile_mode == "reduce-overhead"
+    _iterate(t, 3)
+    assert len(marks) == 3
+    probe = _PassProbe(cfg, variant, t)
+    probe.measure(2, record=False)
+    assert len(marks) == 3 + 2 * len(probe.seconds)

@@ -54,6 +54,9 @@ def test_train_with_a_bad_device_exits_2_before_any_work(tmp_path, capsys):
     (json.dumps({**BASE, "val_per_class": "3"}), "val_per_class '3' is not of type int"),
     (json.dumps({**BASE, "lr_drops": [0.5, "x"]}), r"lr_drops \[0.5, 'x'\] is not of type list\[float\]"),
     (json.dumps({**BASE, "compile": 1}), "compile 1 is not of type bool"),
+    (json.dumps({**BASE, "compile_mode": "max-autotune", "compile": True}),
+     "--compile-mode 'max-autotune' is invalid; choose one of: default, reduce-overhead"),
+    (json.dumps({**BASE, "compile_mode": "reduce-overhead"}), "needs compile: true"),
     (json.dumps({**BASE, "epochs": True}), "epochs True is not of type int"),
 ])
 def test_broken_run_config_is_a_usage_error_naming_the_file(tmp_path, text, expected):
@@ -69,6 +72,7 @@ def test_run_config_loads_with_overrides(tmp_path):
     path.write_text(json.dumps({**BASE, "device": "cuda:7", "commit": "abc", "train_size": 300}))  # + run facts
     cfg = load_run_config(path, out=str(tmp_path), progress=False, device="cpu")
     assert (cfg.epochs, cfg.device, cfg.out, cfg.progress) == (2, "cpu", str(tmp_path), False)
+    assert cfg.compile_mode == "default"  # runs saved before --compile-mode existed
     with pytest.raises(UsageError, match="^--device 'bogus'"):  # the command line's value, not the file's
         load_run_config(path, device="bogus")
     with pytest.raises(UsageError, match="cannot read the run configuration"):

@@ -2,7 +2,9 @@
 
 A variant is written as names joined by ``+``: ``fp32``, ``bf16``, ``channels-last``,
 ``compile``, ``group64`` (any ``groupN``: nuclear-norm group size N for the NuAT family),
-``fast`` (``bf16+channels-last+compile+group64``, what ``nuat train --fast`` does) and
+``fast`` (``bf16+channels-last+compile+group64``, what ``nuat train --fast`` does),
+``reduce-overhead`` (compiled in torch.compile's CUDA-graph mode, ``nuat train --compile-mode
+reduce-overhead``; implies ``compile``) and
 ``nuclear-B`` (nuclear-norm backend B, e.g. ``fast+nuclear-newton-schulz``; default ``auto``).
 """
 
@@ -15,7 +17,7 @@ from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
 from nuat.train.fastpath import FAST_NUCLEAR_GROUP_SIZE
 
-PARTS = ("fp32", "bf16", "channels-last", "compile", "groupN", "fast", "nuclear-B")
+PARTS = ("fp32", "bf16", "channels-last", "compile", "reduce-overhead", "groupN", "fast", "nuclear-B")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Variant:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"
     group_size: int | None = None
     nuclear_backend: str = "auto"
 
@@ -32,6 +35,7 @@ def parse_variant(text: str) -> Variant:
     """``"bf16+channels-last"`` -> Variant(amp="bf16", channels_last=True). UsageError otherwise."""
     name = text.strip()
     amp, channels_last, compile_, group, backend = "off", False, False, None, "auto"
+    compile_mode = "default"
     parts = [p.strip() for p in name.split("+")]
     if not name or any(not p for p in parts):
         raise UsageError(f"empty variant in {text!r}; variants are names joined by '+': {', '.join(PARTS)}")
@@ -50,6 +54,8 @@ def parse_variant(text: str) -> Variant:
             channels_last = True
         elif part == "compile":
             compile_ = True
+        elif part == "reduce-overhead":
+            compile_, compile_mode = True, "reduce-overhead"
         elif part == "fast":
             amp, channels_last, compile_ = "bf16", True, True
             group = group or FAST_NUCLEAR_GROUP_SIZE
@@ -64,7 +70,7 @@ def parse_variant(text: str) -> Variant:
                 raise UsageError(f"variant {part!r}: the group size must be positive")
         else:
             raise UsageError(f"unknown variant part {part!r}; choose from: {', '.join(PARTS)} (joined by '+')")
-    return Variant(name, amp, channels_last, compile_, group, backend)
+    return Variant(name, amp, channels_last, compile_, compile_mode, group, backend)
 
 
 def parse_variants(text: str) -> list[Variant]:

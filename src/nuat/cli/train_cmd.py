@@ -11,7 +11,7 @@ from nuat.cli.checks import check_out, data_dir, float_list, seed
 from nuat.cli.resume import OPTION_DEFAULTS, record_given_options, resumed_config, unfinished
 from nuat.errors import UsageError
 from nuat.losses import NUCLEAR_BACKENDS
-from nuat.train.fastpath import AMP_MODES
+from nuat.train.fastpath import AMP_MODES, COMPILE_MODES
 
 
 def add_parser(sub: Any) -> None:
@@ -76,7 +76,10 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--amp", choices=AMP_MODES, help="bf16 autocast of the forward passes (default off)")
     f.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and batches")
     f.add_argument("--compile", action="store_true", help="run the training passes through torch.compile")
-    f.add_argument("--fast", action="store_true", help="all of the above (--amp bf16 --channels-last --compile) "
+    f.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                   help="torch.compile's mode, implying --compile (default: default; reduce-overhead replays the "
+                        "compiled passes as CUDA graphs: fewer kernel launches; on a CPU the same as default)")
+    f.add_argument("--fast", action="store_true", help="--amp bf16 --channels-last --compile "
                    "plus --nuclear-group-size 64 for the NuAT family unless given")
     f.add_argument("--nuclear-backend", choices=NUCLEAR_BACKENDS, default="auto",
                    help="how the nuclear norm's singular values are computed: same value and gradient, "
@@ -196,7 +199,8 @@ def resolve_config(args: argparse.Namespace, *, fresh: bool = True):
         val_per_class=args.val_per_class, train_limit=args.train_limit, final_eval=args.final_eval, device=args.device,
         progress=not args.no_progress, save_every=args.save_every, on_collapse=args.on_collapse,
         amp=args.amp or ("bf16" if args.fast else "off"), channels_last=args.channels_last or args.fast,
-        compile=args.compile or args.fast, nuclear_backend=args.nuclear_backend,
+        compile=args.compile or args.fast or args.compile_mode != "default", compile_mode=args.compile_mode,
+        nuclear_backend=args.nuclear_backend,
     )
     cfg.validate()  # the device too: before any work
     try:  # the method's own checks on its hyperparameters (attack steps, beta, ...)

@@ -16,7 +16,7 @@ from nuat.losses import NUCLEAR_BACKENDS
 from nuat.projections import parse_eps
 from nuat.train.device import resolve_device
 from nuat.train.ema import PUBLISHED_STEPS
-from nuat.train.fastpath import AMP_MODES
+from nuat.train.fastpath import AMP_MODES, COMPILE_MODES
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainConfig:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    #: torch.compile's mode (``fastpath.COMPILE_MODES``; "reduce-overhead": CUDA graphs)
+    compile_mode: str = "default"
     #: how the nuclear norm's singular values are computed (``nuat.losses.NUCLEAR_BACKENDS``);
     #: the same value and gradient up to rounding, only the speed differs
     nuclear_backend: str = "auto"
@@ -114,6 +116,10 @@ class TrainConfig:
             raise UsageError(f"--on-collapse {self.on_collapse!r} is invalid; choose one of: warn, rollback")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp {self.amp!r} is invalid; choose one of: {', '.join(AMP_MODES)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise UsageError(f"--compile-mode {self.compile_mode!r} is invalid; choose one of: {', '.join(COMPILE_MODES)}")
+        if self.compile_mode != "default" and not self.compile:
+            raise UsageError(f"compile_mode {self.compile_mode!r} needs compile: true (--compile or --fast)")
         if self.nuclear_backend not in NUCLEAR_BACKENDS:
             raise UsageError(f"--nuclear-backend {self.nuclear_backend!r} is invalid; "
                              f"choose one of: {', '.join(NUCLEAR_BACKENDS)}")

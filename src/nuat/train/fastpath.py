@@ -19,6 +19,12 @@ from torch import nn
 #: ``--amp`` choices: ``off`` (float32) or ``bf16`` (forward passes under bfloat16 autocast;
 #: losses, the nuclear norm and all backward results stay float32).
 AMP_MODES = ("off", "bf16")
+#: ``--compile-mode`` choices: torch.compile's ``default``, or ``reduce-overhead``, which replays the
+#: compiled graphs as CUDA graphs: one launch for a graph's kernels instead of one per kernel. The
+#: eager bf16 and compiled ResNet-18 steps wait on the host for launches (H100 profile of
+#: benchmarks/gpu/h100-resnet18-b512-flags-profile: the GPU is busy half of the compiled NuAT
+#: step). Same arithmetic; on a CPU it compiles as ``default`` (no CUDA graphs there).
+COMPILE_MODES = ("default", "reduce-overhead")
 #: nuclear-norm group size that ``--fast`` sets for the NuAT family (the published M = 64)
 FAST_NUCLEAR_GROUP_SIZE = 64
 
@@ -42,15 +48,34 @@ def prepare_input(x: torch.Tensor, *, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def step_model(model: nn.Module, *, compile: bool, **options: Any) -> nn.Module:
+def step_model(model: nn.Module, *, compile: bool, mode: str = "default", **options: Any) -> nn.Module:
     """What the method's passes run through: ``model`` itself, or a ``torch.compile`` wrapper that
     shares its parameters and buffers (checkpoints, EMA and validation keep using ``model``).
 
     Compiled with static shapes (``dynamic=False`` unless ``options`` say otherwise): by default
     the epoch's smaller last batch would make torch recompile a dynamic-shape graph that then
     serves every later full batch too; static shapes cost one extra compile for the last batch
-    and keep the full batches on the graph that ``nuat bench`` times."""
-    return torch.compile(model, **{"dynamic": False, **options}) if compile else model
+    and keep the full batches on the graph that ``nuat bench`` times. ``mode``: one of
+    :data:`COMPILE_MODES`."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
+    if not compile:
+        return model
+    # the default mode is left unnamed: the call is then the one every earlier measurement made
+    mode_option = {} if mode == "default" else {"mode": mode}
+    return torch.compile(model, **{"dynamic": False, **mode_option, **options})
+
+
+def begin_step(compile: bool, mode: str) -> None:
+    """Mark the start of a training step (or of a timed pass) for ``reduce-overhead``'s CUDA graphs.
+
+    Their outputs live in memory that a later replay overwrites. Torch starts a new round of
+    replays once every pending backward has run, and some forwards have none (the bench's timed
+    forward pass), so each step marks its start explicitly, as torch's documentation advises for
+    such loops. Nothing a graph produced in an earlier step is read after the mark: a step's loss
+    and statistics are tensors computed outside the graphs."""
+    if compile and mode == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 # glibc mallopt parameters (malloc.h)

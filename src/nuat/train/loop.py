@@ -112,7 +112,7 @@ def build_run(cfg: TrainConfig) -> Run:
         **provenance(),
     }
     return Run(cfg, device, model, method, optimizer, loader, val_data, averages, attack_gen, Path(cfg.out), info,
-               step_model=fastpath.step_model(model, compile=cfg.compile))
+               step_model=fastpath.step_model(model, compile=cfg.compile, mode=cfg.compile_mode))
 
 
 def validate(model: nn.Module, data: Any, *, eps: float, steps: int, device: torch.device) -> tuple[float, float]:
@@ -155,6 +155,7 @@ def _step(run: Run, epoch: int, lam: float, batch_index: int, x: torch.Tensor, y
           progress: EpochProgress) -> None:
     """One optimiser step of the method; stats stay on the device."""
     cfg = run.cfg
+    fastpath.begin_step(cfg.compile, cfg.compile_mode)
     total_iters = len(run.train_loader) * cfg.epochs
     if cfg.lr_drops:  # a method's published step schedule (GAT), per epoch
         lr = step_lr(epoch, cfg.epochs, lr_max=cfg.lr, drops=cfg.lr_drops)
