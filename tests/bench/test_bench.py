@@ -46,6 +46,19 @@ def test_variants():
             parse_variants(bad)
 
 
+def test_bench_help_names_every_variant_part():
+    """``nuat bench --help`` is where the variant parts are listed: each of PARTS is named there."""
+    import argparse
+
+    from nuat.bench.variants import PARTS
+    from nuat.cli import build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [variants] = [a for a in sub.choices["bench"]._actions if a.dest == "variants"]
+    missing = [part for part in PARTS if part not in variants.help]
+    assert not missing, f"nuat bench --variants help does not name {missing}"
+
+
 def test_floor_is_pass_counts_times_pass_times():
     probe = SimpleNamespace(seconds={"forward": [1.0, 2.0], "forward_input_backward": [2.5, 5.0],
                                      "forward_full_backward": [3.0, 6.0], "optimizer_step": [0.5, 0.5]})
@@ -234,6 +247,15 @@ def test_train_cli_fast_flags(tmp_path):
     assert (graphs.amp, graphs.channels_last, graphs.compile, graphs.compile_mode) == \
         ("off", False, True, "reduce-overhead")
     assert cfg("--method", "nuat", "--fast", "--compile-mode", "reduce-overhead").compile_mode == "reduce-overhead"
+    # --compile-mode default alone compiles nothing: the help says which mode implies --compile
+    assert cfg("--method", "nuat", "--compile-mode", "default").compile is False
+    import argparse
+
+    from nuat.cli import build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [mode] = [a for a in sub.choices["train"]._actions if a.dest == "compile_mode"]
+    assert "reduce-overhead implies --compile" in mode.help
     assert cfg("--method", "erm", "--amp", "bf16", "--channels-last").amp == "bf16"
     assert plain.nuclear_backend == fast.nuclear_backend == "auto"
     assert cfg("--method", "nuat", "--nuclear-backend", "newton-schulz").nuclear_backend == "newton-schulz"
@@ -604,6 +626,28 @@ def test_report_lists_host_sync_sites():
     assert _host_syncs(m) == "erm/fp32 0.50"
 
 
+def test_report_says_the_allocated_peak_misses_cuda_graph_pools():
+    """Under reduce-overhead the CUDA-allocated peak is not the step's memory (the H100 report: 3033 MiB,
+    +50 in an iteration, against 4156 +1175 without graphs): the report says so under the table."""
+    from pathlib import Path
+
+    from nuat.bench.report import markdown
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu"
+    result = json.loads((root / "h100-resnet18-b512-reduce-overhead.json").read_text())
+    text = markdown(result)
+    note = next(line for line in text.splitlines() if line.startswith("Peak memory of"))
+    assert "fast+reduce-overhead (CUDA graphs)" in note and "not the step's memory" in note
+    assert "reserved peak" not in note  # that JSON has no reserved peaks
+    for m in result["methods"]:
+        m["peak_memory"] = {**m["peak_memory"], "reserved_bytes": 6 * 2**30}
+    assert "nuat/fast+reduce-overhead 6144" in markdown(result)
+    without = json.loads((root / "h100-resnet18-b512-reduce-overhead.json").read_text())
+    without["methods"] = [m for m in without["methods"] if "reduce-overhead" not in m["variant"]]
+    without["config"]["variants"] = [v for v in without["config"]["variants"] if "reduce-overhead" not in v]
+    assert "Peak memory of" not in markdown(without)
+
+
 def test_compile_modes_reach_torch_compile_and_mark_steps(monkeypatch):
     """``reduce-overhead`` reaches torch.compile as its mode (the default mode is left unnamed, the
     call every earlier measurement made), and only that mode marks each step for CUDA graphs."""
@@ -632,15 +676,18 @@ def test_reduce_overhead_steps_are_marked(real_data_dir, monkeypatch):
     step mark (torch.compile stubbed out: on a CPU the mode has no CUDA graphs to test)."""
     from nuat.bench.runner import _PassProbe
 
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    modes = []  # what each torch.compile call was given: the training run's and the probe's model
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: modes.append(kw.get("mode")) or model)
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     cfg = BenchConfig(methods=["nuat"], data_dir=str(real_data_dir), batch_size=32, warmup=0, steps=1, trials=1)
     variant = parse_variant("reduce-overhead")
     t = _build(cfg, "nuat", variant, "unused")
     assert t.run.cfg.compile_mode == "reduce-overhead"
+    assert modes == ["reduce-overhead"]  # build_run compiled the step model in the variant's mode
     _iterate(t, 3)
     assert len(marks) == 3
     probe = _PassProbe(cfg, variant, t)
+    assert modes == ["reduce-overhead"] * 2  # and so did the pass probe
     probe.measure(2, record=False)
     assert len(marks) == 3 + 2 * len(probe.seconds)

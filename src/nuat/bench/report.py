@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from nuat.bench.timing import attack_step_ratio, target_window
+from nuat.bench.variants import parse_variant
+from nuat.errors import UsageError
 
 #: the files ``write`` makes beside each other; ``--out`` may name one of them
 REPORT_SUFFIXES = (".json", ".md", ".png")
@@ -108,6 +110,7 @@ def markdown(result: dict[str, Any], *, title: str = "nuat bench", notes: list[s
         if clock == "cpu":
             row.append(_ms(m["seconds_per_iteration_wall"]["median"]))
         lines.append("| " + " | ".join(row) + " |")
+    lines += _graph_memory_note(result)
     lines += _checks(result)
     syncs = [m for m in result["methods"] if "host_syncs_per_iteration" in m]
     if syncs:
@@ -201,6 +204,30 @@ def _window(result: dict[str, Any], passes: dict[str, Any]) -> list[str]:
             f"{shown}, {inside} the window {low:.2f} <= r <= {high:.2f} in which NuAT / ERM <= {a:g} and "
             f"PGD-10 / NuAT >= {b:g} hold together at the floors (NuAT / ERM = 2 + r, PGD-10 / NuAT = "
             f"(10 r + 1) / (r + 2), optimiser step left out)."]
+
+
+def _graph_memory_note(result: dict[str, Any]) -> list[str]:
+    """Under CUDA graphs (variant part ``reduce-overhead``) the allocated peak is not the step's
+    memory: the graphs replay in pools reserved when they were recorded, and a replay allocates
+    nothing. Says so under the table, with the reserved peaks where the JSON has them."""
+    if result["environment"].get("memory_kind") != "CUDA allocated":
+        return []
+    graphs = []
+    for m in result["methods"]:
+        try:
+            if parse_variant(m["variant"]).compile_mode == "reduce-overhead":
+                graphs.append(m)
+        except UsageError:  # a variant name this version does not know
+            continue
+    if not graphs:
+        return []
+    variants = ", ".join(dict.fromkeys(m["variant"] for m in graphs))
+    reserved = [f"{m['method']}/{m['variant']} {m['peak_memory']['reserved_bytes'] / 2**20:.0f}"
+                for m in graphs if m.get("peak_memory") and "reserved_bytes" in m["peak_memory"]]
+    return ["", f"Peak memory of {variants} (CUDA graphs): the allocated peak leaves out the graphs' memory "
+            "pools (reserved when they were recorded; a replay allocates nothing), so it is not the step's "
+            "memory" + (f"; reserved peak MiB (the pools of every graph recorded so far): {', '.join(reserved)}"
+                        if reserved else "") + "."]
 
 
 def _checks(result: dict[str, Any]) -> list[str]:

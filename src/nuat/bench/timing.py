@@ -184,7 +184,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
-            return {"peak_bytes": int(peak), "above_start_bytes": int(peak - self._start)}
+            # reserved: counts the memory pools of CUDA graphs, whose replays allocate nothing
+            return {"peak_bytes": int(peak), "above_start_bytes": int(peak - self._start),
+                    "reserved_bytes": int(torch.cuda.max_memory_reserved(self.device))}
         peak = _proc_status("VmHWM")
         if peak is None:
             return None

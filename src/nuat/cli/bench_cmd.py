@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--variants", default="fp32",
                    help="comma-separated variants, each names joined by '+': fp32, bf16, channels-last, compile, "
                         "groupN (nuclear-norm group size N), fast (= bf16+channels-last+compile+group64), "
+                        "reduce-overhead (compile in torch.compile's CUDA-graph mode, e.g. fast+reduce-overhead), "
                         "nuclear-B (nuclear-norm backend B: svd, gram, newton-schulz, host-svd); "
                         "default fp32 (the faithful step)")
     p.add_argument("--nuclear", action="store_true", help="also time the nuclear-norm backends")

@@ -77,8 +77,8 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and batches")
     f.add_argument("--compile", action="store_true", help="run the training passes through torch.compile")
     f.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
-                   help="torch.compile's mode, implying --compile (default: default; reduce-overhead replays the "
-                        "compiled passes as CUDA graphs: fewer kernel launches; on a CPU the same as default)")
+                   help="torch.compile's mode (default: default); reduce-overhead implies --compile and replays the "
+                        "compiled passes as CUDA graphs: fewer kernel launches; on a CPU the same as default")
     f.add_argument("--fast", action="store_true", help="--amp bf16 --channels-last --compile "
                    "plus --nuclear-group-size 64 for the NuAT family unless given")
     f.add_argument("--nuclear-backend", choices=NUCLEAR_BACKENDS, default="auto",

@@ -242,6 +242,10 @@ def train_epoch(run: Run, epoch: int, lam: float, progress: EpochProgress) -> di
     }
     if run.device.type == "cuda":
         stats["peak_memory_bytes"] = torch.cuda.max_memory_allocated(run.device)
+        # CUDA graphs (--compile-mode reduce-overhead) replay in memory pools reserved when they were
+        # recorded: a replay allocates nothing, so the allocated peak leaves the step's activations
+        # out; the reserved peak counts the pools
+        stats["peak_memory_reserved_bytes"] = torch.cuda.max_memory_reserved(run.device)
     stats.update(method.end_epoch(host))
     return stats
 
