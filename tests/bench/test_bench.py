@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -46,16 +47,20 @@ def test_variants():
             parse_variants(bad)
 
 
-def test_bench_help_names_every_variant_part():
-    """``nuat bench --help`` is where the variant parts are listed: each of PARTS is named there."""
-    import argparse
-
-    from nuat.bench.variants import PARTS
+def _option(command: str, dest: str) -> argparse.Action:
+    """The parser's action for option ``dest`` of ``nuat <command>``."""
     from nuat.cli import build_parser
 
     [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    [variants] = [a for a in sub.choices["bench"]._actions if a.dest == "variants"]
-    missing = [part for part in PARTS if part not in variants.help]
+    [action] = [a for a in sub.choices[command]._actions if a.dest == dest]
+    return action
+
+
+def test_bench_help_names_every_variant_part():
+    """``nuat bench --help`` is where the variant parts are listed: each of PARTS is named there."""
+    from nuat.bench.variants import PARTS
+
+    missing = [part for part in PARTS if part not in _option("bench", "variants").help]
     assert not missing, f"nuat bench --variants help does not name {missing}"
 
 
@@ -249,13 +254,7 @@ def test_train_cli_fast_flags(tmp_path):
     assert cfg("--method", "nuat", "--fast", "--compile-mode", "reduce-overhead").compile_mode == "reduce-overhead"
     # --compile-mode default alone compiles nothing: the help says which mode implies --compile
     assert cfg("--method", "nuat", "--compile-mode", "default").compile is False
-    import argparse
-
-    from nuat.cli import build_parser
-
-    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    [mode] = [a for a in sub.choices["train"]._actions if a.dest == "compile_mode"]
-    assert "reduce-overhead implies --compile" in mode.help
+    assert "reduce-overhead implies --compile" in _option("train", "compile_mode").help
     assert cfg("--method", "erm", "--amp", "bf16", "--channels-last").amp == "bf16"
     assert plain.nuclear_backend == fast.nuclear_backend == "auto"
     assert cfg("--method", "nuat", "--nuclear-backend", "newton-schulz").nuclear_backend == "newton-schulz"
