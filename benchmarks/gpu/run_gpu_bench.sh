@@ -21,9 +21,9 @@
 # nuat), PYTHON (python3), RESULTS (default: $OUT if set -- the device tool's output folder -- else
 # benchmarks/gpu), BATCH (512), STEPS (10), TRIALS (5), EPOCHS (accuracy stage: 10), N (eval
 # images: 1000), WARMUP (bench warm-up iterations: 3), CHECKS (bench stage's extra parts: default
-# "--nuclear --loader --check-syncs"; empty: none), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the commit, where the tree is no git
-# checkout); for a dry run elsewhere: DEVICE (cuda), DATASET (cifar10-jpeg), MODEL (resnet18),
-# BENCH_VARIANTS (fp32,fast), PROFILE (bench stage: iterations per method under torch.profiler;
+# "--nuclear --loader --check-syncs"; empty: none), METHODS (erm,nuat,pgd-at), NUAT_COMMIT (the
+# commit, where the tree is no git checkout); for a dry run elsewhere: DEVICE (cuda), DATASET
+# (cifar10-jpeg), MODEL (resnet18), BENCH_VARIANTS (fp32,fast), PROFILE (bench stage: iterations per method under torch.profiler;
 # unset: none), FLAG_VARIANTS, TRAIN_ARGS (extra nuat train arguments, e.g. "--train-limit 2000"),
 # ACC_VARIANTS ("fp32 fast"; also fp32-whole, bf16, compile, fast-ro = --fast --compile-mode
 # reduce-overhead), WA_FLAGS (wa stage's speed flags; default --fast; "--amp bf16
