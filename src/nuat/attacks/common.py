@@ -20,6 +20,12 @@ def check_steps(steps: int) -> None:
         raise ValueError(f"steps must be >= 1, got {steps}")
 
 
+def check_loss(attack: str, loss: str, losses: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``loss`` is one of ``losses`` (an attack's objective names)."""
+    if loss not in losses:
+        raise ValueError(f"unknown {attack} loss {loss!r}; choose one of: {', '.join(losses)}")
+
+
 def check_batch(inputs: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
     """Check an attack's arguments from their metadata alone (no host sync) and return the labels
     as int64 (B,); raise ``ValueError`` naming the bad value otherwise.

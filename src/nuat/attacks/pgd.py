@@ -9,20 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_batch, check_steps, sign_step, where_examples
+from nuat.attacks.common import check_batch, check_loss, check_steps, sign_step, where_examples
 from nuat.losses import margin_loss
 from nuat.projections import project_linf, random_uniform_start
 
 LOSSES = ("ce", "margin")
 
 
-def _check_loss(loss: str) -> None:
-    if loss not in LOSSES:
-        raise ValueError(f"unknown PGD loss {loss!r}; choose one of: {', '.join(LOSSES)}")
-
-
 def _objective(loss: str, labels: torch.Tensor):
-    _check_loss(loss)
+    check_loss("PGD", loss, LOSSES)
     if loss == "ce":
         return lambda z: F.cross_entropy(z, labels, reduction="sum")
     return lambda z: margin_loss(z, labels).sum()
@@ -131,7 +126,7 @@ def pgd(
     labels = check_batch(inputs, labels, eps)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
-    _check_loss(loss)  # before any model pass, also on a batch with nothing to attack
+    check_loss("PGD", loss, LOSSES)  # before any model pass, also on a batch with nothing to attack
     size = 2.5 * eps / steps if step_size is None else step_size
     result = inputs.detach().clone()
     remaining = torch.ones(labels.shape[0], dtype=torch.bool, device=inputs.device)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuat.attacks.common import check_batch, check_steps, sign_step, where_examples
+from nuat.attacks.common import check_batch, check_loss, check_steps, sign_step, where_examples
 from nuat.projections import project_linf, random_uniform_start
 
 LOSSES = ("margin", "ce")
@@ -24,13 +24,8 @@ def target_classes(logits: torch.Tensor, labels: torch.Tensor, k: int | None) ->
     return wrong if k is None else wrong[:, : min(k, wrong.shape[1])]
 
 
-def _check_loss(loss: str) -> None:
-    if loss not in LOSSES:
-        raise ValueError(f"unknown targeted loss {loss!r}; choose one of: {', '.join(LOSSES)}")
-
-
 def _targeted_objective(loss: str, labels: torch.Tensor, targets: torch.Tensor):
-    _check_loss(loss)
+    check_loss("targeted", loss, LOSSES)
     if loss == "margin":  # z_t - z_y (Carlini & Wagner's targeted margin)
         return lambda z: (z.gather(1, targets[:, None]) - z.gather(1, labels[:, None])).sum()
     return lambda z: -F.cross_entropy(z, targets, reduction="sum")  # ce: descend the target class's CE
@@ -71,7 +66,7 @@ def targeted_pgd(
     labels = check_batch(inputs, labels, eps)
     if targets is not None and targets < 1:  # no target run: the clean images would pass as an attack
         raise ValueError(f"targets must be >= 1 or None (all wrong classes), got {targets}")
-    _check_loss(loss)  # before the model pass that ranks the targets
+    check_loss("targeted", loss, LOSSES)  # before the model pass that ranks the targets
     size = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
         ranked = target_classes(model(inputs), labels, targets)

@@ -125,4 +125,3 @@ def per_iteration(items: list, iterations: int) -> dict[str, float]:
     """How often each item occurs per iteration, keyed by ``str(item)``, sorted by key (host reads:
     by kind, operator and calling line)."""
     return {site: count / iterations for site, count in sorted(Counter(map(str, items)).items())}
-

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from nuat.attacks.ifgsm import ifgsm
 from nuat.checkpoints import atomic_write_text, save_model
-from nuat.errors import DataError
 from nuat.data import BatchLoader, check_classes, get_dataset_spec, load_dataset, subset, validation_split
+from nuat.errors import DataError
 from nuat.eval.accuracy import batch_correct
 from nuat.losses import nuclear_backend
 from nuat.methods import build_method
